@@ -1,0 +1,18 @@
+// The trackformer::* operator library and the Python module that loads it.
+//
+// Operator schemas are declared here, once; each op's CPU and CUDA kernels register their implementations
+// with TORCH_LIBRARY_IMPL in their own files (csrc/<op>/...). Only light headers: this file compiles in seconds.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import trackformer._C` loads this shared library, which runs the static registrations below.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "trackformer compiled ops", -1, nullptr};
+  return PyModule_Create(&module);
+}
+}
+
+TORCH_LIBRARY(trackformer, m) {
+  // MixIT: exhaustive search of the N^M assignments from the inner-product statistics (csrc/mixit/).
+}

@@ -1,0 +1,1 @@
+"""trackformer.kernels: fused Triton kernels (this folder is installed as ``trackformer.kernels``)."""

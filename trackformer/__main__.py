@@ -1,0 +1,3 @@
+from trackformer.cli import main
+
+raise SystemExit(main())
