@@ -1,0 +1,92 @@
+"""Timing and memory helpers shared by every benchmark (GPU report and CPU regression checks).
+
+Times are medians in milliseconds; on CUDA they are measured with CUDA events after warm-up, on the CPU with
+``time.perf_counter``. Peak memory is the extra CUDA memory allocated during one call beyond what was allocated
+before it (MiB); on the CPU it is not measured (``None``).
+"""
+
+import json
+import os
+import statistics
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+THRESHOLDS = os.path.join(HERE, "thresholds.json")
+
+
+def time_ms(fn, device, *, warmup: int = 2, reps: int = 7) -> float:
+    """Median wall time of ``fn()`` in ms over ``reps`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        for _ in range(reps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            samples.append(start.elapsed_time(end))
+    else:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(samples)
+
+
+def peak_extra_mib(fn, device) -> float | None:
+    """Extra CUDA memory (MiB) allocated at the peak of one ``fn()`` call beyond the memory held before it."""
+    if torch.device(device).type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def card_name(device) -> str:
+    """The device's name as reports print it ("NVIDIA H200", or the CPU's model name)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def load_threshold(key: str) -> float:
+    """The committed minimum speed-up for regression check ``key`` (benchmarks/thresholds.json)."""
+    with open(THRESHOLDS) as f:
+        return float(json.load(f)[key])
+
+
+def check_ratio(benchmark, key: str, reference_ms: float, fast_ms: float) -> float:
+    """Records reference/fast in the pytest-benchmark JSON and fails if it is below the committed threshold.
+
+    ``benchmark`` is the pytest-benchmark fixture (its ``extra_info`` ends up in --benchmark-json output).
+    """
+    ratio = reference_ms / fast_ms
+    threshold = load_threshold(key)
+    benchmark.extra_info.update(key=key, reference_ms=reference_ms, fast_ms=fast_ms, ratio=ratio,
+                                threshold=threshold)
+    assert ratio >= threshold, (f"{key}: fast path is only {ratio:.2f}x faster than its reference "
+                                f"({fast_ms:.2f} ms vs {reference_ms:.2f} ms); threshold {threshold}x")
+    return ratio
+
+
+def write_json(path: str, payload) -> None:
+    """Writes ``payload`` as indented JSON, atomically (temp file + rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
