@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: install build test test-fast gpu-test demo bench bench-check lint clean
 
 # The venv, the pinned requirements and an editable install with the compiled extension.
-$(STAMP): requirements.txt pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/*.h)
+$(STAMP): requirements.txt pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -r requirements.txt
@@ -38,7 +38,8 @@ demo: $(STAMP)
 
 # CPU benchmark regression checks (ratios against committed thresholds; see benchmarks/README.md).
 bench-check: $(STAMP)
-	TRITON_INTERPRET=1 $(PY) -m pytest -q benchmarks --benchmark-json=.benchmarks/cpu.json
+	mkdir -p .benchmarks
+	TRITON_INTERPRET=1 $(PY) -m pytest -q benchmarks -o python_files='bench_*.py' -p no:cacheprovider --benchmark-json=.benchmarks/cpu.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
