@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install build test test-fast gpu-test demo bench bench-check lint clean
+.PHONY: install build test test-fast gpu-test demo bench-check lint clean
 
 # The venv, the pinned requirements and an editable install with the compiled extension.
 $(STAMP): requirements.txt pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h csrc/*.h)
