@@ -1,0 +1,240 @@
+"""PerformerSeparator: STFT -> log-magnitude -> Performer (FAVOR+) encoder -> M softmax masks -> iSTFT.
+
+Shapes (B batch, C channels, T samples, F = n_fft/2 + 1 bins, L = 1 + T // hop frames, M sources):
+  mixture (B, C, T) -> STFT (B, C, F, L) complex -> log(|X| + 1e-5) folded to (B, L, C*F) -> Linear -> (B, L, d)
+  + sinusoidal positions -> n_layers x [x + Drop(Attn(LN x)); x + Drop(FFN(LN x)), FFN = Linear, GELU, Drop,
+  Linear] -> LN -> Linear d -> M*C*F -> softmax over M -> masks (B, M, C, F, L) -> masks * STFT -> iSTFT
+  -> estimates (B, M, C, T).
+
+Positions are fixed sinusoids (Vaswani et al.) added after the input Linear: FAVOR+ attention is
+permutation-invariant, and sinusoids work for any number of frames (30 s at 44.1 kHz is 5,168) with no
+length limit and no parameters. Masks are computed in float32 and sum to one per TF bin and channel, so the
+estimates sum to the mixture up to float rounding (the STFT pair is a perfect reconstruction for any T >= 1).
+
+Audio-MAE pre-training (:meth:`PerformerSeparator.pretrain_loss`) shares the encoder; its two extra parameters
+(``mask_token``, ``mae_head``) are unused by separation. :meth:`encoder_state_dict` is the subset of the state
+dict (input Linear, blocks including their random-feature projections, final LN) that carries over to MixIT.
+"""
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from trackformer.models._checks import check_mixture
+from trackformer.models.stft import istft, stft
+from trackformer.nn import FavorAttention
+from trackformer.profiling import nvtx_range
+
+_LOG_EPS = 1e-5  # floor of the log-magnitude features: log(1e-5) = -11.5
+_ENCODER_PREFIXES = ("input_proj.", "blocks.", "norm.")
+
+
+@dataclasses.dataclass
+class SeparatorConfig:
+    """Hyper-parameters of :class:`PerformerSeparator` (sample_rate in Hz; n_fft, hop in samples)."""
+
+    n_fft: int = 1024
+    hop: int = 256
+    channels: int = 2
+    n_sources: int = 8
+    d_model: int = 256
+    n_layers: int = 12
+    n_heads: int = 4
+    nb_features: int = 256
+    ffn: int = 1024
+    dropout: float = 0.1
+    attention: str = "favor"
+    sample_rate: int = 44100
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"SeparatorConfig.{f.name} must be a positive int, got {value!r}")
+        if self.hop > self.n_fft:
+            raise ValueError(f"SeparatorConfig: hop ({self.hop}) must not exceed n_fft ({self.n_fft})")
+        if self.n_fft < 2:
+            raise ValueError(f"SeparatorConfig: n_fft must be >= 2, got {self.n_fft}")
+        if self.d_model % self.n_heads or self.d_model % 2:
+            raise ValueError(f"SeparatorConfig: d_model ({self.d_model}) must be even and divisible by "
+                             f"n_heads ({self.n_heads})")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"SeparatorConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.attention not in ("favor", "softmax"):
+            raise ValueError(f"SeparatorConfig.attention must be 'favor' or 'softmax', got {self.attention!r}")
+
+    @property
+    def n_freqs(self) -> int:
+        """F = n_fft // 2 + 1 frequency bins."""
+        return self.n_fft // 2 + 1
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields (JSON/YAML-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config: dict) -> "SeparatorConfig":
+        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys raise ValueError."""
+        unknown = set(config) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"SeparatorConfig.from_dict: unknown keys {sorted(unknown)}")
+        return cls(**config)
+
+
+def sinusoidal_positions(length: int, dim: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(length, dim) sinusoidal position codes: sin on even, cos on odd columns, wavelengths 2π..2π·10⁴."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    inv_freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / dim))
+    angles = pos * inv_freq  # (L, dim/2)
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).reshape(length, dim).to(dtype)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN Performer block: (B, L, d_model) -> (B, L, d_model)."""
+
+    def __init__(self, config: SeparatorConfig):
+        super().__init__()
+        d = config.d_model
+        self.norm1 = nn.LayerNorm(d)
+        self.attn = FavorAttention(d, config.n_heads, nb_features=config.nb_features, dropout=config.dropout,
+                                   attention=config.attention)
+        self.norm2 = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, config.ffn), nn.GELU(), nn.Dropout(config.dropout),
+                                 nn.Linear(config.ffn, d))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x)))
+        return x + self.dropout(self.ffn(self.norm2(x)))
+
+
+class PerformerSeparator(nn.Module):
+    """Mask-based separator: mixture (B, C, T) -> estimates (B, M, C, T); see the module docstring."""
+
+    def __init__(self, config: SeparatorConfig | None = None):
+        super().__init__()
+        config = SeparatorConfig() if config is None else config
+        if not isinstance(config, SeparatorConfig):
+            raise TypeError(f"PerformerSeparator expects a SeparatorConfig, got {type(config).__name__}; "
+                            "use SeparatorConfig.from_dict(d) for a dict")
+        self.config = config
+        n_in = config.channels * config.n_freqs
+        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        self.input_proj = nn.Linear(n_in, config.d_model)
+        self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.mask_head = nn.Linear(config.d_model, config.n_sources * n_in)
+        # Audio-MAE pre-training only.
+        self.mask_token = nn.Parameter(torch.randn(config.d_model) * 0.02)
+        self.mae_head = nn.Linear(config.d_model, n_in)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def num_parameters(self, *, include_pretraining: bool = False) -> int:
+        """Parameter count of the separator, without the MAE-only ``mask_token`` / ``mae_head`` by default."""
+        skip = () if include_pretraining else ("mask_token", "mae_head.")
+        return sum(p.numel() for n, p in self.named_parameters() if not n.startswith(skip))
+
+    def redraw_features(self) -> None:
+        """Draws new random-feature projections in every layer (a no-op for attention="softmax")."""
+        for block in self.blocks:
+            block.attn.redraw_features()
+
+    # ----------------------------------------------------------------------------------------------- pieces
+    def spectrogram(self, mixture: torch.Tensor) -> torch.Tensor:
+        """mixture (B, C, T) -> complex64 STFT (B, C, F, L), the one the masks apply to."""
+        self._check(mixture)
+        return self._stft(mixture)
+
+    def _check(self, mixture) -> None:
+        check_mixture(mixture, channels=self.config.channels, device=self.window.device)
+
+    def _stft(self, mixture: torch.Tensor) -> torch.Tensor:
+        return stft(mixture, self.config.n_fft, self.config.hop, self.window.float())
+
+    def _features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Complex (B, C, F, L) -> log-magnitude folded over channels (B, L, C*F), float32."""
+        b, c, f, l = spec.shape
+        return torch.log(spec.abs() + _LOG_EPS).permute(0, 3, 1, 2).reshape(b, l, c * f)
+
+    def _add_positions(self, h: torch.Tensor) -> torch.Tensor:
+        return h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype)
+
+    def _encode(self, h: torch.Tensor) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            with nvtx_range(f"encoder/layer{i}"):
+                h = block(h)
+        return self.norm(h)
+
+    # ----------------------------------------------------------------------------------------------- API
+    def forward(self, mixture: torch.Tensor, return_masks: bool = False):
+        """mixture (B, C, T) float -> estimates (B, M, C, T) in the mixture's dtype, exactly T samples.
+
+        With ``return_masks=True`` also returns the float32 masks (B, M, C, F, L), which sum to 1 over M.
+        """
+        self._check(mixture)
+        cfg = self.config
+        b, c, t = mixture.shape
+        with nvtx_range("stft"):
+            spec = self._stft(mixture)
+            feats = self._features(spec).to(self.input_proj.weight.dtype)
+        h = self._encode(self._add_positions(self.input_proj(feats)))
+        with nvtx_range("masks"):
+            l = spec.shape[-1]
+            logits = self.mask_head(h).view(b, l, cfg.n_sources, c, cfg.n_freqs)
+            masks = torch.softmax(logits.float(), dim=2).permute(0, 2, 3, 4, 1)  # (B, M, C, F, L)
+            est_spec = masks * spec.unsqueeze(1)
+        with nvtx_range("istft"):
+            estimates = istft(est_spec, cfg.n_fft, cfg.hop, self.window.float(), t).to(mixture.dtype)
+        return (estimates, masks) if return_masks else estimates
+
+    def pretrain_loss(self, mixture: torch.Tensor, mask_ratio: float = 0.3,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Audio-MAE loss: mean squared error of the reconstructed log-magnitude on the masked frames only.
+
+        round(mask_ratio * L) frames per example (at least one), chosen uniformly at random (``generator``, on
+        the mixture's device, makes the choice reproducible), are replaced after the input Linear by the learned
+        ``mask_token``; positions are added, the encoder runs, and ``mae_head`` predicts (B, L, C*F). Scalar.
+        """
+        if not isinstance(mask_ratio, (int, float)) or not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio!r}")
+        spec = self.spectrogram(mixture)
+        if generator is not None and generator.device.type != mixture.device.type:
+            raise ValueError(f"generator is on {generator.device} but the mixture is on {mixture.device}")
+        target = self._features(spec)  # (B, L, C*F) float32, no gradient needed
+        b, l, _ = target.shape
+        n_mask = min(l, max(1, round(mask_ratio * l)))
+        chosen = torch.rand(b, l, generator=generator, device=mixture.device).topk(n_mask, dim=1).indices
+        masked = torch.zeros(b, l, dtype=torch.bool, device=mixture.device).scatter_(1, chosen, True)
+        h = self.input_proj(target.to(self.input_proj.weight.dtype))
+        h = torch.where(masked[..., None], self.mask_token.to(h.dtype), h)
+        pred = self.mae_head(self._encode(self._add_positions(h)))
+        err = (pred.float() - target).pow(2).mean(dim=-1)  # (B, L)
+        return (err * masked).sum() / (b * n_mask)
+
+    def encoder_state_dict(self) -> dict:
+        """The encoder's part of the state dict (input Linear, blocks, final LN): what MAE pre-training passes on."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(_ENCODER_PREFIXES)}
+
+    def load_encoder_state_dict(self, state_dict: dict) -> None:
+        """Loads :meth:`encoder_state_dict` output (also accepts a full state dict; other keys are ignored).
+
+        Raises ValueError naming the keys that are missing or whose shapes differ (a different config).
+        """
+        own = self.encoder_state_dict()
+        given = {k: v for k, v in state_dict.items() if k.startswith(_ENCODER_PREFIXES)}
+        missing = sorted(set(own) - set(given))
+        unexpected = sorted(set(given) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"encoder state dict does not fit this model: missing {missing[:5]}"
+                             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                             f"{'...' if len(unexpected) > 5 else ''} (different n_layers or attention?)")
+        bad = [f"{k}: {tuple(given[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+               if given[k].shape != v.shape]
+        if bad:
+            raise ValueError(f"encoder state dict shapes differ from this model's (given vs model): {bad[:5]}")
+        self.load_state_dict(given, strict=False)

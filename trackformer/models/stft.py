@@ -1,0 +1,29 @@
+"""STFT / iSTFT pair used by the separator: centred frames, Hann window, zero padding at the edges.
+
+Zero ("constant") edge padding instead of torch's default reflection makes every length T >= 1 valid (reflection
+needs T > n_fft / 2) and keeps the pair a perfect reconstruction: ``istft(stft(x), length=T) == x`` up to float
+rounding, which is what makes masks that sum to one give outputs that sum to the input.
+"""
+
+import torch
+
+
+def n_frames(length: int, hop: int) -> int:
+    """Frames L of a centred STFT of ``length`` samples: 1 + length // hop."""
+    return 1 + length // hop
+
+
+def stft(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Complex STFT of real signals ``x`` (..., T) -> (..., F = n_fft // 2 + 1, L = 1 + T // hop), float32 math."""
+    lead = x.shape[:-1]
+    spec = torch.stft(x.reshape(-1, x.shape[-1]).float(), n_fft, hop, window=window, center=True,
+                      pad_mode="constant", return_complex=True)
+    return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int) -> torch.Tensor:
+    """Inverse of :func:`stft`: complex (..., F, L) -> real float32 (..., length)."""
+    lead = spec.shape[:-2]
+    wave = torch.istft(spec.reshape(-1, *spec.shape[-2:]), n_fft, hop, window=window, center=True,
+                       length=length)
+    return wave.reshape(*lead, length)
