@@ -1,7 +1,8 @@
 """PerformerSeparator: STFT -> log-magnitude -> Performer (FAVOR+) encoder -> M softmax masks -> iSTFT.
 
 Shapes (B batch, C channels, T samples, F = n_fft/2 + 1 bins, L = 1 + T // hop frames, M sources):
-  mixture (B, C, T) -> STFT (B, C, F, L) complex -> log(|X| + 1e-5) folded to (B, L, C*F) -> Linear -> (B, L, d)
+  mixture (B, C, T) -> STFT (B, C, F, L) complex -> log(|X| + 1e-5) folded to (B, L, C*F), standardised per
+  example (zero mean, unit variance: gain-invariant) -> Linear -> (B, L, d)
   + sinusoidal positions -> n_layers x [x + Drop(Attn(LN x)); x + Drop(FFN(LN x)), FFN = Linear, GELU, Drop,
   Linear] -> LN -> Linear d -> M*C*F -> softmax over M -> masks (B, M, C, F, L) -> masks * STFT -> iSTFT
   -> estimates (B, M, C, T).
@@ -157,9 +158,15 @@ class PerformerSeparator(nn.Module):
         return stft(mixture, self.config.n_fft, self.config.hop, self.window.float())
 
     def _features(self, spec: torch.Tensor) -> torch.Tensor:
-        """Complex (B, C, F, L) -> log-magnitude folded over channels (B, L, C*F), float32."""
+        """Complex (B, C, F, L) -> standardised log-magnitude folded over channels (B, L, C*F), float32.
+
+        Each example's log(|X| + 1e-5) is shifted and scaled to zero mean and unit variance over all its frames
+        and bins, so the features (and the MAE targets) do not depend on the recording's gain.
+        """
         b, c, f, l = spec.shape
-        return torch.log(spec.abs() + _LOG_EPS).permute(0, 3, 1, 2).reshape(b, l, c * f)
+        logmag = torch.log(spec.abs() + _LOG_EPS).permute(0, 3, 1, 2).reshape(b, l, c * f)
+        std, mean = torch.std_mean(logmag, dim=(1, 2), correction=0, keepdim=True)
+        return (logmag - mean) / (std + _LOG_EPS)
 
     def _add_positions(self, h: torch.Tensor) -> torch.Tensor:
         return h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype)
@@ -194,7 +201,7 @@ class PerformerSeparator(nn.Module):
 
     def pretrain_loss(self, mixture: torch.Tensor, mask_ratio: float = 0.3,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """Audio-MAE loss: mean squared error of the reconstructed log-magnitude on the masked frames only.
+        """Audio-MAE loss: mean squared error of the reconstructed (standardised) log-magnitude, masked frames only.
 
         round(mask_ratio * L) frames per example (at least one), chosen uniformly at random (``generator``, on
         the mixture's device, makes the choice reproducible), are replaced after the input Linear by the learned
