@@ -10,6 +10,10 @@ its CPU and CUDA kernels pick the same assignment bit for bit.
 
 import torch
 
+from trackformer import _ext
+
+_ext.ops()  # registers the op schemas before the fake registrations below
+
 SEARCH_EPS = 1e-8
 
 
@@ -45,5 +49,15 @@ def search_reference(gram: torch.Tensor, cross: torch.Tensor, energy: torch.Tens
 
 
 def search(gram: torch.Tensor, cross: torch.Tensor, energy: torch.Tensor, tau: float):
-    """Best assignment (B, M) int64 and its loss (B,) from the statistics; see the module docstring."""
-    return search_reference(gram, cross, energy, tau)
+    """Best assignment (B, M) int64 and its loss (B,) from the statistics; see the module docstring.
+
+    Runs ``torch.ops.trackformer.mixit_search`` (C++ with the examples in parallel, or CUDA: one block per
+    example). Raises ValueError for non-finite statistics on the CPU; on CUDA such an example gets a NaN loss.
+    """
+    return _ext.ops().mixit_search(gram.contiguous(), cross.contiguous(), energy.contiguous(), float(tau))
+
+
+@torch.library.register_fake("trackformer::mixit_search")
+def _search_fake(gram, cross, energy, tau):
+    b, m, _ = cross.shape
+    return gram.new_empty((b, m), dtype=torch.int64), gram.new_empty((b,))

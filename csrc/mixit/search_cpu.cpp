@@ -1,0 +1,77 @@
+// CPU kernel of trackformer::mixit_search: exact enumeration of the N^M assignments, examples in parallel.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "../common/alloc.h"
+#include "search.h"
+#include "search_check.h"
+
+namespace trackformer {
+namespace mixit {
+namespace {
+
+template <typename T>
+void search_batch(const at::Tensor& gram, const at::Tensor& cross, const at::Tensor& energy, double tau,
+                  at::Tensor& assignment, at::Tensor& loss) {
+  const int64_t batch = cross.size(0);
+  const int m = static_cast<int>(cross.size(1)), n = static_cast<int>(cross.size(2));
+  const int64_t total = num_assignments(m, n);
+  const T* g = gram.data_ptr<T>();
+  const T* c = cross.data_ptr<T>();
+  const T* e = energy.data_ptr<T>();
+  int64_t* labels = assignment.data_ptr<int64_t>();
+  T* out = loss.data_ptr<T>();
+
+  std::vector<char> finite(batch);
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    int64_t gq[kMaxEstimates * kMaxEstimates], cq[kMaxEstimates * kMaxEstimates], eq[kMaxEstimates];
+    double floor[kMaxEstimates];
+    for (int64_t b = begin; b < end; ++b) {
+      int q = 0;
+      finite[b] = quantize(g + b * m * m, c + b * m * n, e + b * n, m, n, tau, gq, cq, eq, floor, &q);
+      if (!finite[b]) continue;
+      Walker w{m, n, gq, cq};
+      w.start(0, eq);
+      Score best = score(w.err, floor, n, q);
+      int64_t best_k = 0;
+      for (int64_t k = 1; k < total; ++k) {
+        w.next();
+        Score s = score(w.err, floor, n, q);
+        if (better(s, k, best, best_k)) {
+          best = s;
+          best_k = k;
+        }
+      }
+      w.start(best_k, eq);
+      for (int i = 0; i < m; ++i) labels[b * m + i] = w.label[i];
+      out[b] = static_cast<T>(loss_db(w.err, floor, n, q));
+    }
+  });
+  for (int64_t b = 0; b < batch; ++b)
+    TORCH_CHECK_VALUE(finite[b], "mixit_search: example ", b,
+                      " has non-finite statistics (NaN/inf in the estimates or mixtures, or an overflow)");
+}
+
+std::tuple<at::Tensor, at::Tensor> mixit_search_cpu(const at::Tensor& gram, const at::Tensor& cross,
+                                                    const at::Tensor& energy, double tau) {
+  check_search_inputs(gram, cross, energy, tau);
+  auto assignment = new_output({cross.size(0), cross.size(1)}, gram.options().dtype(at::kLong));
+  auto loss = new_output({cross.size(0)}, gram.options());
+  if (gram.scalar_type() == at::kDouble)
+    search_batch<double>(gram, cross, energy, tau, assignment, loss);
+  else
+    search_batch<float>(gram, cross, energy, tau, assignment, loss);
+  return {assignment, loss};
+}
+
+}  // namespace
+}  // namespace mixit
+}  // namespace trackformer
+
+TORCH_LIBRARY_IMPL(trackformer, CPU, m) { m.impl("mixit_search", &trackformer::mixit::mixit_search_cpu); }
