@@ -1,0 +1,23 @@
+"""Data for trackformer: songs (MoisesDB, stems folders, rendered chorales, synthetic music) and MixIT batches.
+
+    from trackformer.data import MoisesDB, StemsFolder, SyntheticMusic, MixitPairs, make_loader, render_chorales
+
+Every source yields :class:`Song` objects (``load_stems() -> (K, C, T)``, ``load_mixture() -> (C, T)``, the
+mixture being the sum of the stems); :class:`MixitPairs` turns a list of songs into training pairs.
+"""
+
+from trackformer.data.audio import AudioFileError, AudioInfo, audio_info, read_audio, resample, to_channels, write_audio
+from trackformer.data.moisesdb import MoisesDB, write_song
+from trackformer.data.render import find_fluidsynth, find_soundfont, list_chorales, render_chorales
+from trackformer.data.segments import MixitPairs, make_loader
+from trackformer.data.songs import FileSong, Song, SongCollection
+from trackformer.data.stems_folder import StemsFolder
+from trackformer.data.synth import STEMS as SYNTH_STEMS
+from trackformer.data.synth import SyntheticMusic, SynthSong
+
+__all__ = [
+    "AudioFileError", "AudioInfo", "FileSong", "MixitPairs", "MoisesDB", "SYNTH_STEMS", "Song", "SongCollection",
+    "StemsFolder", "SynthSong", "SyntheticMusic", "audio_info", "find_fluidsynth", "find_soundfont",
+    "list_chorales", "make_loader", "read_audio", "render_chorales", "resample", "to_channels", "write_audio",
+    "write_song",
+]

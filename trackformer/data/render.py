@@ -1,0 +1,288 @@
+"""Offline music without downloads: the music21 corpus's four-part Bach chorales rendered with FluidSynth.
+
+Each chorale becomes one song in the MoisesDB layout with stems soprano / alto / tenor / bass. Per piece (from
+``seed`` and the chorale's name): a tempo of 56–96 quarter notes per minute, a transposition of up to ±5
+semitones that keeps the voices in range, one General-MIDI instrument per part from four timbrally distinct
+families (no two parts share a GM family, e.g. flute / horn / cello / tuba) and a stereo position per part.
+Each part is written to MIDI (pretty_midi) and rendered by ``fluidsynth -ni -q -R 0 -C 0 -g 0.5 -r SR -F out.wav
+SF2 part.mid``; stems are zero-padded to equal length and the song is scaled so its mixture peaks at 0.8
+(−1.9 dBFS): the sum of the stems never clips.
+"""
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+import zlib
+from collections import deque
+
+import numpy as np
+
+from trackformer.data.audio import audio_info, read_audio, resample
+from trackformer.data.moisesdb import commit_song, remove_stale_temp, write_song
+
+PARTS = ("soprano", "alto", "tenor", "bass")
+PEAK = 0.8
+# General-MIDI programs per part; a piece takes one per part with no two in the same GM family (program // 8)
+INSTRUMENTS = {
+    "soprano": {73: "flute", 68: "oboe", 40: "violin", 56: "trumpet", 71: "clarinet", 64: "soprano sax",
+                0: "acoustic grand piano", 79: "ocarina"},
+    "alto": {41: "viola", 71: "clarinet", 60: "french horn", 69: "english horn", 65: "alto sax", 11: "vibraphone",
+             19: "church organ", 74: "recorder"},
+    "tenor": {42: "cello", 70: "bassoon", 57: "trombone", 66: "tenor sax", 24: "nylon guitar",
+              4: "electric piano", 52: "choir aahs"},
+    "bass": {43: "contrabass", 58: "tuba", 32: "acoustic bass", 33: "finger bass", 35: "fretless bass",
+             70: "bassoon", 16: "drawbar organ"},
+}
+LOWEST, HIGHEST = 28, 86  # MIDI range every transposed piece stays in (E1 .. D6)
+FLUIDR3 = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
+TIMGM_SYSTEM = ("/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/soundfonts/TimGM6mb.sf2")
+INSTALL_FLUIDSYNTH = ("fluidsynth was not found on PATH: install it (Debian/Ubuntu `apt-get install fluidsynth`, "
+                      "macOS `brew install fluid-synth`, conda `conda install -c conda-forge fluidsynth`)")
+
+
+def find_fluidsynth(path: str | None = None) -> str:
+    """The fluidsynth executable (``path`` if given); RuntimeError saying how to install it otherwise."""
+    exe = shutil.which(path or "fluidsynth")
+    if exe is None:
+        raise RuntimeError(INSTALL_FLUIDSYNTH if path is None else f"fluidsynth executable not found: {path}")
+    return exe
+
+
+def find_soundfont(path: str | None = None) -> str:
+    """A General-MIDI soundfont: ``path`` if given; else FluidR3 (Debian ``fluid-soundfont-gm``) if installed;
+    else TimGM6mb from the pretty-midi package or Debian ``timgm6mb-soundfont``. FileNotFoundError saying what
+    to install when there is none."""
+    if path is not None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"soundfont not found: {path}")
+        return path
+    candidates = list(FLUIDR3)
+    try:
+        import pretty_midi
+        candidates.append(os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2"))
+    except ImportError:
+        pass
+    candidates += TIMGM_SYSTEM
+    for c in candidates:
+        if os.path.isfile(c):
+            return c
+    raise FileNotFoundError("no General-MIDI soundfont found: `pip install pretty-midi` (ships TimGM6mb.sf2), or "
+                            "`apt-get install fluid-soundfont-gm` (FluidR3), or pass an explicit .sf2 path")
+
+
+def _need_render_deps():
+    try:
+        import music21  # noqa: F401
+        import pretty_midi  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError(f"rendering chorales needs music21 and pretty-midi: `pip install 'trackformer[render]'` "
+                           f"({e})") from e
+
+
+def list_chorales() -> list[str]:
+    """Paths of the Bach pieces in the music21 corpus (one file per piece, in BWV order). Not all are four-part
+    chorales; the renderer skips the others."""
+    _need_render_deps()
+    from music21 import corpus
+
+    by_name = {}
+    for p in sorted(map(str, corpus.getComposer("bach")), key=lambda p: not p.endswith(".mxl")):  # prefer .mxl
+        name, ext = os.path.splitext(os.path.basename(p))
+        if name.startswith("bwv") and ext in (".mxl", ".xml", ".krn"):
+            by_name.setdefault(name, p)
+    return [by_name[n] for n in sorted(by_name, key=_bwv_key)]
+
+
+def _bwv_key(name: str):
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", name)]
+
+
+def song_id(name: str, seed: int, sample_rate: int) -> str:
+    """The song folder name of chorale ``name`` rendered with ``seed`` at ``sample_rate`` (a uuid5)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"trackformer/chorale/{name}/seed={seed}/sr={sample_rate}"))
+
+
+def _satb_parts(score):
+    """The four voice parts of a score (by name when it has S/A/T/B-named parts among others), else None."""
+    parts = list(score.parts)
+    named = {}
+    for p in parts:
+        label = (p.partName or p.id or "").strip().lower()
+        if label in PARTS:
+            named.setdefault(label, p)
+    if len(named) == 4:
+        return [named[v] for v in PARTS]
+    return parts if len(parts) == 4 else None
+
+
+def _notes(part):
+    """(start, length in quarter notes, MIDI pitch) of every sounding note, ties merged."""
+    out = []
+    for el in part.stripTies().flatten().notes:
+        ql = float(el.quarterLength)
+        if ql <= 0:
+            continue  # grace notes
+        for p in el.pitches:
+            out.append((float(el.offset), ql, int(p.midi)))
+    return out
+
+
+def _choose(rng, voices):
+    """Tempo, transposition, programs and pans of one piece (see module doc)."""
+    bpm = float(rng.uniform(56, 96))
+    lo, hi = min(n[2] for v in voices for n in v), max(n[2] for v in voices for n in v)
+    shifts = [s for s in range(-5, 6) if lo + s >= LOWEST and hi + s <= HIGHEST] or [0]
+    transpose = int(rng.choice(shifts))
+    for _ in range(1000):
+        programs = [int(rng.choice(list(INSTRUMENTS[v]))) for v in PARTS]
+        if len({p // 8 for p in programs}) == 4:
+            break
+    pans = rng.permutation([-0.5, -0.17, 0.17, 0.5])
+    return bpm, transpose, programs, pans
+
+
+def _write_midi(path, notes, *, bpm, transpose, program, pan, rng, tail_s):
+    import pretty_midi
+
+    sec = 60.0 / bpm
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    inst = pretty_midi.Instrument(program=program)
+    inst.control_changes.append(pretty_midi.ControlChange(10, int(round(64 + 63 * pan)), 0.0))
+    base = int(rng.integers(80, 101))
+    end = 0.0
+    for start, ql, pitch in notes:
+        t0, t1 = start * sec, (start + ql * 0.96) * sec  # a slight gap between repeated notes
+        vel = int(np.clip(base + rng.integers(-6, 7), 1, 127))
+        inst.notes.append(pretty_midi.Note(velocity=vel, pitch=pitch + transpose, start=t0, end=t1))
+        end = max(end, t1)
+    # an inaudible event after the last note keeps fluidsynth rendering the release tail
+    inst.control_changes.append(pretty_midi.ControlChange(64, 0, end + tail_s))
+    pm.instruments.append(inst)
+    pm.write(path)
+
+
+def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: str, fluidsynth: str) -> dict:
+    """Renders one chorale into a hidden temp song folder in ``out_dir`` (not yet visible to readers).
+
+    Returns {"name", "status": "rendered" | "exists" | "skipped", "tmp" (folder to commit), "final", "seconds",
+    "reason"}.
+    """
+    from music21 import converter
+
+    name = os.path.splitext(os.path.basename(path))[0]
+    sid = song_id(name, seed, sample_rate)
+    final = os.path.join(out_dir, sid)
+    result = {"name": name, "final": final, "tmp": None, "seconds": 0.0, "reason": ""}
+    if os.path.isfile(os.path.join(final, "data.json")):
+        return {**result, "status": "exists"}
+    parts = _satb_parts(converter.parse(path))
+    if parts is None:
+        return {**result, "status": "skipped", "reason": "not a four-part (S/A/T/B) piece"}
+    voices = [_notes(p) for p in parts]
+    if any(not v for v in voices):
+        return {**result, "status": "skipped", "reason": "a part has no notes"}
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    bpm, transpose, programs, pans = _choose(rng, voices)
+    stems = {}
+    with tempfile.TemporaryDirectory(prefix="trackformer-render-") as work:
+        for voice, notes, program, pan in zip(PARTS, voices, programs, pans):
+            mid, wav = os.path.join(work, f"{voice}.mid"), os.path.join(work, f"{voice}.wav")
+            _write_midi(mid, notes, bpm=bpm, transpose=transpose, program=program, pan=float(pan), rng=rng,
+                        tail_s=1.5)
+            cmd = [fluidsynth, "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(sample_rate), "-F", wav,
+                   soundfont, mid]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0 or not os.path.isfile(wav):
+                raise RuntimeError(f"fluidsynth failed on {name}/{voice} (exit {proc.returncode}): "
+                                   f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+            info = audio_info(wav)
+            audio = read_audio(wav, info=info, channels=2)
+            if info.sample_rate != sample_rate:
+                audio = resample(audio, info.sample_rate, sample_rate)
+            stems[voice] = audio
+    length = max(a.shape[1] for a in stems.values())
+    stems = {v: np.pad(a, ((0, 0), (0, length - a.shape[1]))) for v, a in stems.items()}
+    peak = float(np.abs(sum(stems.values())).max())
+    if peak == 0:
+        return {**result, "status": "skipped", "reason": "rendered silence (soundfont without these programs?)"}
+    stems = {v: a * (PEAK / peak) for v, a in stems.items()}
+    render = {"source": path, "bpm": bpm, "transpose": transpose, "seed": seed, "sample_rate": sample_rate,
+              "soundfont": os.path.basename(soundfont), "gain": PEAK / peak,
+              "programs": dict(zip(PARTS, programs)), "pans": dict(zip(PARTS, map(float, pans)))}
+    tmp = write_song(out_dir, sid, stems, sample_rate, artist="J. S. Bach", song=name, genre="chorale",
+                     extra={"render": render}, commit=False,
+                     track_types={v: INSTRUMENTS[v][p] for v, p in zip(PARTS, programs)})
+    return {**result, "status": "rendered", "tmp": tmp, "seconds": length / sample_rate}
+
+
+def render_chorales(out_dir: str, *, n: int | None = None, sample_rate: int = 44100, seed: int = 0,
+                    workers: int | None = None, soundfont: str | None = None, fluidsynth: str | None = None,
+                    progress: bool = True) -> dict:
+    """Renders the first ``n`` four-part chorales (all when None, BWV order) into ``out_dir`` (MoisesDB layout,
+    so ``MoisesDB(out_dir)`` reads it) with ``workers`` processes (default: CPU count).
+
+    Idempotent: songs already there (same chorale, seed and rate) are kept, not re-rendered; songs appear
+    atomically (a crash leaves at most hidden ``.tmp-*`` folders, removed by the next run; do not run two
+    renders into one folder at once). The choice of the ``n`` chorales does not depend on ``workers``.
+    Returns {"rendered", "existing", "skipped": [(name, reason)], "audio_seconds" (per stem, rendered now),
+    "wall_seconds"}.
+    """
+    if n is not None and n < 0:
+        raise ValueError(f"n must be >= 0 or None, got {n}")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    fluidsynth = find_fluidsynth(fluidsynth)
+    soundfont = os.path.abspath(find_soundfont(soundfont))
+    paths = list_chorales()
+    os.makedirs(out_dir, exist_ok=True)
+    remove_stale_temp(out_dir)
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    summary = {"rendered": 0, "existing": 0, "skipped": [], "audio_seconds": 0.0}
+    target = len(paths) if n is None else n
+    bar = tqdm(total=target, unit="song", desc="render chorales", disable=not progress)
+    args = (out_dir, sample_rate, seed, soundfont, fluidsynth)
+    ctx = multiprocessing.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx) if workers > 1 else None
+    pending, todo = deque(), iter(paths)
+    try:
+        # results are taken in corpus order, so which n songs get committed never depends on timing
+        while summary["rendered"] + summary["existing"] < target:
+            while len(pending) < (2 * workers if pool else 1):
+                p = next(todo, None)
+                if p is None:
+                    break
+                pending.append((p, pool.submit(render_one, p, *args) if pool else None))
+            if not pending:
+                break
+            p, fut = pending.popleft()
+            try:
+                r = fut.result() if fut else render_one(p, *args)
+            except Exception as e:  # one bad piece must not stop the others; it is reported
+                summary["skipped"].append((os.path.basename(p), f"{type(e).__name__}: {e}"))
+                continue
+            if r["status"] == "skipped":
+                summary["skipped"].append((r["name"], r["reason"]))
+                continue
+            if r["status"] == "rendered":
+                commit_song(r["tmp"], r["final"])
+                summary["audio_seconds"] += r["seconds"]
+            summary["rendered" if r["status"] == "rendered" else "existing"] += 1
+            bar.update()
+    finally:
+        bar.close()
+        if pool:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+            remove_stale_temp(out_dir)  # songs rendered beyond n (in flight when the target was reached)
+    summary["wall_seconds"] = time.perf_counter() - t0
+    return summary

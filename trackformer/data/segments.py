@@ -1,0 +1,156 @@
+"""MixIT training examples: pairs of segments from two different songs, and the DataLoader that batches them.
+
+An item is ``{"x1": (C, T), "x2": (C, T)}`` float32 (T = round(segment_seconds · sample_rate)); with
+``return_stems`` also ``"stems1"``/``"stems2"`` (K_max, C, T) zero-padded past each song's stem count and
+``"n_stems1"``/``"n_stems2"`` (int). ``x`` is exactly ``stems.sum(0)``. The model sees ``x1 + x2``.
+"""
+
+import logging
+import math
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from trackformer.data.audio import AudioFileError, check_channels, check_rate
+from trackformer.data.songs import Song
+
+log = logging.getLogger("trackformer.data")
+
+
+class MixitPairs(Dataset):
+    """Random pairs of segments from different songs (a map-style Dataset of ``examples_per_epoch`` items).
+
+    Songs are drawn in proportion to their length (every second of audio equally likely), the segment start
+    uniformly. A segment quieter than ``min_rms`` (RMS over channels and time of its mixture) is redrawn, up to
+    ``max_tries`` times in all, the last draws from other songs; then the quietest-but-best draw is used
+    (logged) rather than hang. A song whose audio fails to decode is logged, dropped for the rest of the run
+    (in that worker) and replaced by another draw; if no usable song remains a RuntimeError says so.
+
+    ``deterministic=False``: item i changes every epoch (the draw also uses torch's RNG, which the loader seeds
+    per epoch and worker). ``deterministic=True``: item i is a function of (``seed``, i) only — the same
+    validation set every epoch and for any number of workers.
+
+    ``random_gain_db=(lo, hi)``: each segment (mixture and its stems alike) is scaled by a gain drawn uniformly
+    in dB. Songs shorter than a segment are zero-padded.
+    """
+
+    def __init__(self, songs: list[Song], *, segment_seconds: float, sample_rate: int, channels: int = 2,
+                 examples_per_epoch: int = 1000, seed: int = 0, min_rms: float = 1e-3,
+                 random_gain_db: tuple[float, float] | None = None, return_stems: bool = False,
+                 deterministic: bool = False, max_stems: int = 4, max_tries: int = 10):
+        songs = list(songs)
+        if len(songs) < 2:
+            raise ValueError(f"MixitPairs needs at least 2 songs (pairs come from different songs), got {len(songs)}")
+        self.sample_rate = check_rate("sample_rate", sample_rate)
+        self.channels = check_channels(channels)
+        for s in songs:
+            if s.sample_rate != self.sample_rate or s.channels != self.channels:
+                raise ValueError(f"song {s.name} is {s.sample_rate} Hz / {s.channels} ch, the dataset "
+                                 f"{self.sample_rate} Hz / {self.channels} ch: index the songs at the same rate")
+            if return_stems and s.num_stems > max_stems:
+                raise ValueError(f"song {s.name} has {s.num_stems} stems > max_stems={max_stems}")
+        if not (isinstance(segment_seconds, (int, float)) and math.isfinite(segment_seconds) and segment_seconds > 0):
+            raise ValueError(f"segment_seconds must be a positive number, got {segment_seconds!r}")
+        self.frames = round(segment_seconds * self.sample_rate)
+        if self.frames < 1:
+            raise ValueError(f"segment of {segment_seconds} s at {self.sample_rate} Hz has no samples")
+        if examples_per_epoch < 1:
+            raise ValueError(f"examples_per_epoch must be >= 1, got {examples_per_epoch}")
+        if random_gain_db is not None:
+            lo, hi = random_gain_db
+            if not lo <= hi:
+                raise ValueError(f"random_gain_db must be (lo, hi) with lo <= hi, got {random_gain_db}")
+        if max_tries < 1:
+            raise ValueError(f"max_tries must be >= 1, got {max_tries}")
+        self.songs, self.examples_per_epoch, self.seed = songs, int(examples_per_epoch), seed
+        self.min_rms, self.random_gain_db, self.return_stems = float(min_rms), random_gain_db, return_stems
+        self.deterministic, self.max_stems, self.max_tries = deterministic, max_stems, max_tries
+        # cached per-song metadata: lengths in frames (from headers) → sampling weights
+        self.lengths = np.array([s.num_frames for s in songs], dtype=np.int64)
+        self.bad: set[int] = set()  # songs that failed to decode (per process)
+
+    def __len__(self) -> int:
+        return self.examples_per_epoch
+
+    def _weights(self, exclude: int | None) -> np.ndarray:
+        w = np.maximum(self.lengths, self.frames).astype(np.float64)  # a short song still gives one segment
+        w[list(self.bad)] = 0
+        if exclude is not None:
+            w[exclude] = 0
+        if w.sum() == 0:
+            raise RuntimeError(f"no usable song left to draw from ({len(self.bad)} of {len(self.songs)} failed "
+                               "to decode; see the log)")
+        return w / w.sum()
+
+    def _segment(self, rng: np.random.Generator, exclude: int | None) -> tuple[int, torch.Tensor]:
+        """(song index, stems (K, C, T)) of a segment loud enough, from a song other than ``exclude``."""
+        while True:  # ends: each failed decode removes a song for good, and _weights raises once none is left
+            best, best_rms, song = None, -1.0, None
+            for attempt in range(self.max_tries):
+                if song is None or song in self.bad or attempt >= self.max_tries // 2:
+                    song = int(rng.choice(len(self.songs), p=self._weights(exclude)))
+                start = int(rng.integers(0, max(self.lengths[song] - self.frames, 0) + 1))
+                try:
+                    stems = self.songs[song].load_stems(start, self.frames)
+                except (AudioFileError, OSError, RuntimeError) as e:
+                    log.warning("dropping song %s: %s", self.songs[song].name, e)
+                    self.bad.add(song)
+                    continue
+                rms = float(stems.sum(0).square().mean().sqrt())
+                if rms >= self.min_rms:
+                    return song, stems
+                if rms > best_rms:
+                    best, best_rms = (song, stems), rms
+            if best is not None:
+                log.info("no segment above min_rms=%g in %d tries; using one with RMS %.2g", self.min_rms,
+                         self.max_tries, best_rms)
+                return best
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.examples_per_epoch:
+            raise IndexError(f"index {index} out of range for {self.examples_per_epoch} examples")
+        key = [self.seed, index]
+        if not self.deterministic:
+            key.append(int(torch.randint(0, 2**62, ()).item()))
+        rng = np.random.default_rng(key)
+        song1, stems1 = self._segment(rng, None)
+        _, stems2 = self._segment(rng, song1)
+        item = {}
+        for i, stems in ((1, stems1), (2, stems2)):
+            if self.random_gain_db is not None:
+                stems = stems * np.float32(10 ** (rng.uniform(*self.random_gain_db) / 20))
+            item[f"x{i}"] = stems.sum(0)
+            if self.return_stems:
+                k = stems.shape[0]
+                item[f"stems{i}"] = torch.cat([stems, stems.new_zeros(self.max_stems - k, *stems.shape[1:])])
+                item[f"n_stems{i}"] = k
+        return item
+
+
+def _seed_worker(worker_id: int) -> None:
+    """numpy / random seeds in a loader worker from torch's per-worker seed (different per epoch and worker)."""
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def make_loader(dataset: Dataset, *, batch_size: int = 4, workers: int = 2, shuffle: bool = True, seed: int = 0,
+                distributed: bool = False, drop_last: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` yielding dicts of stacked tensors (x1, x2: (B, C, T); n_stems: (B,) int64).
+
+    Seeded: the order and the per-epoch random draws depend on ``seed`` only. ``distributed=True`` shards
+    with a :class:`DistributedSampler` (call ``loader.sampler.set_epoch(epoch)`` every epoch). Workers persist
+    across epochs; memory is pinned when CUDA is available.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    generator = torch.Generator().manual_seed(seed)
+    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last) if distributed else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, worker_init_fn=_seed_worker if workers else None,
+                      generator=generator, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                      drop_last=drop_last)

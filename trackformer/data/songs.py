@@ -1,0 +1,154 @@
+"""The song abstraction shared by every data source: a named set of stems at a target rate and channel count.
+
+``Song.load_stems(start, frames)`` → float32 Tensor (K, C, T); ``load_mixture`` → (C, T), the sum of the stems
+(there is no separate mixture file anywhere: the mixture is defined as that sum). Positions and lengths are in
+frames at ``song.sample_rate``; seconds appear only in ``duration``.
+"""
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trackformer.data.audio import AudioInfo, read_audio
+
+log = logging.getLogger("trackformer.data")
+
+
+class Song:
+    """Base class. Subclasses set ``name``, ``stem_names``, ``sample_rate``, ``channels`` and implement
+    ``num_frames`` and ``_load(start, frames) -> np.ndarray (K, C, frames)``."""
+
+    name: str
+    stem_names: list[str]
+    sample_rate: int
+    channels: int
+
+    @property
+    def num_frames(self) -> int:
+        """Length in frames at ``sample_rate`` (the longest stem)."""
+        raise NotImplementedError
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds (from file headers or the event list; no audio is decoded)."""
+        return self.num_frames / self.sample_rate
+
+    @property
+    def num_stems(self) -> int:
+        return len(self.stem_names)
+
+    def _load(self, start: int, frames: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def load_stems(self, start: int = 0, frames: int | None = None) -> torch.Tensor:
+        """Stems (K, C, frames) float32 from frame ``start``; zero-padded past the end; whole song by default."""
+        if start < 0:
+            raise ValueError(f"{self.name}: start must be >= 0 frames, got {start}")
+        if frames is None:
+            frames = max(self.num_frames - start, 0)
+        if frames < 0:
+            raise ValueError(f"{self.name}: frames must be >= 0, got {frames}")
+        return torch.from_numpy(self._load(int(start), int(frames)))
+
+    def load_mixture(self, start: int = 0, frames: int | None = None) -> torch.Tensor:
+        """The mixture (C, frames) = sum of the stems."""
+        return self.load_stems(start, frames).sum(0)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name!r}, stems={self.stem_names}, {self.duration:.1f} s, "
+                f"{self.sample_rate} Hz, {self.channels} ch)")
+
+
+@dataclass(frozen=True)
+class Stem:
+    """One stem on disk: its name and the files (tracks) that are summed to form it."""
+
+    name: str
+    tracks: tuple[AudioInfo, ...]
+
+
+class FileSong(Song):
+    """A song whose stems are audio files (each stem the sum of its tracks), resampled and channel-converted on
+    read. Only the frames asked for are read from disk."""
+
+    def __init__(self, name: str, stems: list[Stem], *, sample_rate: int, channels: int, path: str = "",
+                 meta: dict | None = None):
+        if not stems or any(not s.tracks for s in stems):
+            raise ValueError(f"{name}: a song needs at least one stem and every stem at least one track")
+        self.name, self.path, self.meta = name, path, dict(meta or {})
+        self.stems = list(stems)
+        self.stem_names = [s.name for s in stems]
+        self.sample_rate, self.channels = sample_rate, channels
+        # ceil, as read_audio gives every frame that overlaps the file
+        self._frames = max(-(-t.frames * sample_rate // t.sample_rate) for s in stems for t in s.tracks)
+
+    @property
+    def num_frames(self) -> int:
+        return self._frames
+
+    @property
+    def files(self) -> list[str]:
+        return [t.path for s in self.stems for t in s.tracks]
+
+    def _load(self, start: int, frames: int) -> np.ndarray:
+        out = np.zeros((len(self.stems), self.channels, frames), dtype=np.float32)
+        for k, stem in enumerate(self.stems):
+            for t in stem.tracks:
+                if start * t.sample_rate >= t.frames * self.sample_rate:
+                    continue  # this track ends before the segment starts
+                out[k] += read_audio(t.path, start=start, frames=frames, sample_rate=self.sample_rate,
+                                     channels=self.channels, info=t)
+        return out
+
+
+def split_fraction(name: str, seed: int) -> float:
+    """A stable number in [0, 1) from a song's id: the same for a song whatever other songs exist."""
+    h = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+class SongCollection:
+    """A list of songs plus what was left out: ``songs``, ``skipped`` [(path, reason)], ``split``, ``summary``."""
+
+    songs: list[Song]
+    skipped: list[tuple[str, str]]
+
+    def __len__(self) -> int:
+        return len(self.songs)
+
+    def __getitem__(self, i: int) -> Song:
+        return self.songs[i]
+
+    def __iter__(self):
+        return iter(self.songs)
+
+    def split(self, part: str, *, valid_fraction: float = 0.2, seed: int = 0) -> list[Song]:
+        """Songs of the "train" or "valid" part. A song is in "valid" iff a hash of (seed, song name) falls below
+        ``valid_fraction``, so the split is by song and a song never changes side when others are added."""
+        if part not in ("train", "valid"):
+            raise ValueError(f"split part must be 'train' or 'valid', got {part!r}")
+        if not 0.0 <= valid_fraction <= 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1], got {valid_fraction}")
+        want_valid = part == "valid"
+        return [s for s in self.songs if (split_fraction(s.name, seed) < valid_fraction) == want_valid]
+
+    def summary(self) -> dict:
+        """Counts and durations: songs, total/min/max seconds, stems per song, stem-name counts, skipped."""
+        durations = [s.duration for s in self.songs]
+        return {
+            "songs": len(self.songs),
+            "hours": sum(durations) / 3600,
+            "seconds_min": min(durations, default=0.0),
+            "seconds_max": max(durations, default=0.0),
+            "stems_per_song": dict(sorted(Counter(s.num_stems for s in self.songs).items())),
+            "stem_names": dict(Counter(n for s in self.songs for n in s.stem_names).most_common()),
+            "skipped": len(self.skipped),
+        }
+
+    def _skip(self, path: str, reason: str) -> None:
+        self.skipped.append((path, reason))
+        log.warning("skipping %s: %s", path, reason)
