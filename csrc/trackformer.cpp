@@ -17,5 +17,8 @@ TORCH_LIBRARY(trackformer, m) {
   // MixIT: exhaustive search of the N^M assignments from the inner-product statistics (csrc/mixit/).
   // gram (B, M, M), cross (B, M, N), energy (B, N), float32 or float64; tau = 10^(-snr_max/10).
   // Returns the assignment (B, M) int64 (labels in [0, N), lowest index sum_m A_m N^m on ties) and its loss (B,).
+  // estimates (B, M, L), mixtures (B, N, L), one floating dtype, contiguous (L = channels x time). Returns
+  // gram (B, M, M), cross (B, M, N), energy (B, N) in float32 (float64 for float64 inputs), not differentiable.
+  m.def("mixit_stats(Tensor estimates, Tensor mixtures) -> (Tensor, Tensor, Tensor)");
   m.def("mixit_search(Tensor gram, Tensor cross, Tensor energy, float tau) -> (Tensor, Tensor)");
 }

@@ -2,6 +2,8 @@
 
 import torch
 
+from trackformer.mixit.stats import accumulation_dtype
+
 WEIGHTINGS = ("uniform", "power")
 
 
@@ -31,7 +33,7 @@ def mixture_consistency(estimates: torch.Tensor, mixture: torch.Tensor, weightin
     m = estimates.shape[1]
     if weighting == "uniform":
         return estimates + residual / m
-    power = estimates.float().pow(2).sum(-1, keepdim=True)
+    power = estimates.to(accumulation_dtype(estimates)).pow(2).sum(-1, keepdim=True)
     total = power.sum(1, keepdim=True)
     weights = torch.where(total > eps, power / total.clamp_min(eps), torch.full_like(power, 1.0 / m))
     return estimates + (weights * residual).to(estimates.dtype)

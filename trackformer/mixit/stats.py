@@ -9,6 +9,8 @@ import torch
 
 from trackformer import _ext
 
+_ext.ops()  # registers the op schemas before the fake registration below
+
 MAX_ESTIMATES = 16
 
 
@@ -71,8 +73,18 @@ def statistics_reference(est: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Te
 
 
 def statistics(est: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """G, c, e as :func:`statistics_reference`, one fused pass over the inputs on CUDA. Not differentiable."""
-    est, mix = est.detach(), mix.detach()
-    if est.is_cuda and hasattr(_ext.ops(), "mixit_stats"):
-        return _ext.ops().mixit_stats(est.contiguous(), mix.contiguous())
-    return statistics_reference(est, mix)
+    """G, c, e as :func:`statistics_reference`, by ``torch.ops.trackformer.mixit_stats`` (one pass over the
+    inputs; each pair's dot product independent of the rows' positions, so duplicated estimates give equal
+    statistics). Not differentiable. Inputs of different dtypes are first cast to their promoted dtype.
+    """
+    dtype = torch.promote_types(est.dtype, mix.dtype)
+    est, mix = est.detach().to(dtype).contiguous(), mix.detach().to(dtype).contiguous()
+    return _ext.ops().mixit_stats(est, mix)
+
+
+@torch.library.register_fake("trackformer::mixit_stats")
+def _stats_fake(estimates, mixtures):
+    (b, m, _), n = estimates.shape, mixtures.shape[1]
+    acc = accumulation_dtype(estimates)
+    return (estimates.new_empty((b, m, m), dtype=acc), estimates.new_empty((b, m, n), dtype=acc),
+            estimates.new_empty((b, n), dtype=acc))
