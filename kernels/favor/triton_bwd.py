@@ -1,0 +1,150 @@
+"""Fused FAVOR+ backward in Triton, recomputing φ from q, k and the saved state (no L×m tensor is stored).
+
+With g = dout, den_i = φq_i·z: dnum_i = g_i/den_i, dden_i = −(g_i·out_i)/den_i, dφq_i = S dnum_i + z dden_i,
+dS = Σ_i φq_iᵀ dnum_i, dz = Σ_i φq_i dden_i, dv_j = dSᵀ φk_j, dφk_j = dS v_j + dz, and through
+φ = e + eps, e_r = exp(s x·w_r − s²‖x‖²/2 − max) (max detached): dx = s (dφ∘e) W − s² x Σ_r dφ_r e_r.
+Launches (float32 math):
+1. ``_dq_kernel``, grid (B·H, Lq-tiles): dq, streaming feature blocks.
+2. ``_dstate_kernel``, grid (B·H, m-blocks, Lq-splits): partial dS, dz over the split's query tiles,
+   summed over splits afterwards (deterministic; no atomics).
+3. ``_dkv_kernel``, grid (B·H, Lk-tiles): dk and dv, streaming feature blocks.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from trackformer._alloc import new_output
+
+from .triton_fwd import BLOCK_L_STATE, block_m, precision, project_tile, row_configs, split_rows
+
+
+@triton.jit
+def _row_grads(G, OUT, DEN, ptrs, row, mask_l):
+    """dnum = g/den (BLOCK_L, D) and dden = −(g·out)/den (BLOCK_L,) for one query tile."""
+    g = tl.load(G + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    o = tl.load(OUT + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    den = tl.load(DEN + row, mask=mask_l, other=1.0)
+    return g / den[:, None], -tl.sum(g * o, axis=1) / den
+
+
+@triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
+@triton.jit
+def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, D: tl.constexpr, BLOCK_L: tl.constexpr,
+               BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    mask_l = offs_l < L
+    offs_d = tl.arange(0, D)
+    ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
+    row = bh * L + offs_l
+    qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
+    dnum, dden = _row_grads(G, OUT, DEN, ptrs, row, mask_l)
+    acc = tl.zeros((BLOCK_L, D), dtype=tl.float32)
+    t_sum = tl.zeros((BLOCK_L,), dtype=tl.float32)
+    for m0 in range(0, M, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < M
+        w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+        sb = tl.load(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+        zb = tl.load(Z + bh * M + offs_m, mask=mask_m, other=0.0)
+        u, hq = project_tile(qt, w, s, INPUT_PRECISION)
+        e = tl.where(mask_m[None, :], tl.exp(u - hq[:, None] - qmax[:, None]), 0.0)
+        dphi = tl.dot(dnum, tl.trans(sb), input_precision=INPUT_PRECISION) + dden[:, None] * zb[None, :]
+        t = dphi * e
+        acc += tl.dot(t, w, input_precision=INPUT_PRECISION)
+        t_sum += tl.sum(t, axis=1)
+    dq = s * acc - (s * s) * qt * t_sum[:, None]
+    tl.store(DQ + ptrs, dq.to(DQ.dtype.element_ty), mask=mask_l[:, None])
+
+
+@triton.jit
+def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILES_PER_SPLIT,
+                   D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    mb = tl.program_id(1)
+    split = tl.program_id(2)
+    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < M
+    offs_d = tl.arange(0, D)
+    w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+    acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
+    acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    first = split * TILES_PER_SPLIT
+    last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
+    for t in range(first, last):
+        offs_l = t * BLOCK_L + tl.arange(0, BLOCK_L)
+        mask_l = offs_l < L
+        ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
+        row = bh * L + offs_l
+        qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+        qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
+        dnum, dden = _row_grads(G, OUT, DEN, ptrs, row, mask_l)  # zero on masked rows
+        u, hq = project_tile(qt, w, s, INPUT_PRECISION)
+        phi = tl.exp(u - hq[:, None] - qmax[:, None]) + eps
+        acc += tl.dot(tl.trans(phi), dnum, input_precision=INPUT_PRECISION)
+        acc_z += tl.sum(phi * dden[:, None], axis=0)
+    part = bh * tl.num_programs(2) + split
+    tl.store(DS_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :], acc, mask=mask_m[:, None])
+    tl.store(DZ_PART + part * M + offs_m, acc_z, mask=mask_m)
+
+
+@triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
+@triton.jit
+def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, D: tl.constexpr, BLOCK_L: tl.constexpr,
+                BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    mask_l = offs_l < L
+    offs_d = tl.arange(0, D)
+    ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
+    kt = tl.load(K + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    vt = tl.load(V + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    kmax = tl.load(KMAX + bh)
+    acc_k = tl.zeros((BLOCK_L, D), dtype=tl.float32)
+    acc_v = tl.zeros((BLOCK_L, D), dtype=tl.float32)
+    t_sum = tl.zeros((BLOCK_L,), dtype=tl.float32)
+    for m0 in range(0, M, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < M
+        w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+        dsb = tl.load(DS + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+        dzb = tl.load(DZ + bh * M + offs_m, mask=mask_m, other=0.0)
+        u, hk = project_tile(kt, w, s, INPUT_PRECISION)
+        e = tl.where(mask_m[None, :], tl.exp(u - hk[:, None] - kmax), 0.0)
+        acc_v += tl.dot(e + eps, dsb, input_precision=INPUT_PRECISION)  # dsb is 0 on masked features
+        t = (tl.dot(vt, tl.trans(dsb), input_precision=INPUT_PRECISION) + dzb[None, :]) * e
+        acc_k += tl.dot(t, w, input_precision=INPUT_PRECISION)
+        t_sum += tl.sum(t, axis=1)
+    dk = s * acc_k - (s * s) * kt * t_sum[:, None]
+    tl.store(DK + ptrs, dk.to(DK.dtype.element_ty), mask=mask_l[:, None])
+    tl.store(DV + ptrs, acc_v.to(DV.dtype.element_ty), mask=mask_l[:, None])
+
+
+def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
+             out: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, kmax: torch.Tensor,
+             qmax: torch.Tensor, den: torch.Tensor, *, eps: float):
+    """Contiguous inputs as saved by the forward → (dq, dk, dv) in the input dtype."""
+    b, h, lq, d = q.shape
+    lk = k.shape[2]
+    m = w.shape[0]
+    bm = block_m(m)
+    n_mb = triton.cdiv(m, bm)
+    s = d ** -0.25
+    prec = precision(q.dtype)
+    dq = new_output(q.shape, dtype=q.dtype, device=q.device)
+    _dq_kernel[lambda meta: (b * h, triton.cdiv(lq, meta["BLOCK_L"]))](
+        grad, q, out, w, state_s, state_z, qmax, den, dq, lq, m, s, D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
+    per_split, n_split = split_rows(lq, BLOCK_L_STATE, b * h * n_mb, q.device)
+    ds_part = new_output((b * h, n_split, m, d), dtype=torch.float32, device=q.device)
+    dz_part = new_output((b * h, n_split, m), dtype=torch.float32, device=q.device)
+    _dstate_kernel[(b * h, n_mb, n_split)](
+        grad, q, out, w, qmax, den, ds_part, dz_part, lq, m, s, eps, per_split,
+        D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=prec, num_warps=4)
+    d_s, d_z = ds_part.sum(dim=1), dz_part.sum(dim=1)
+    dk = new_output(k.shape, dtype=k.dtype, device=k.device)
+    dv = new_output(v.shape, dtype=v.dtype, device=v.device)
+    _dkv_kernel[lambda meta: (b * h, triton.cdiv(lk, meta["BLOCK_L"]))](
+        k, v, w, d_s, d_z, kmax, dk, dv, lk, m, s, eps, D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
+    return dq, dk, dv

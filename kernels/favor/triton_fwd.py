@@ -1,0 +1,210 @@
+"""Fused FAVOR+ forward in Triton: φ is computed in registers and never written to memory.
+
+Three launches, all math in float32 (inputs are converted right after loading):
+1. ``_kv_partial_kernel``, grid (B·H, m-blocks, L-splits): streams K/V tiles, u = s·k Wᵀ (tl.dot), running
+   max of u with rescaled accumulators A = Σ exp(u − h − max)ᵀ v (BLOCK_M × D) and a = Σ exp(u − h − max);
+   the eps part (Σ v) is kept separately. Splitting L keeps the GPU busy when B·H is small.
+2. ``_kv_reduce_kernel``, grid (B·H, m-blocks): global key max over every partial, rescales each partial by
+   exp(max_p − max), adds eps·Σv and eps·L: S (B·H, m, D), z (B·H, m), key max (B·H).
+3. ``_attend_kernel``, grid (B·H, L-tiles): per query tile, streams feature blocks with an online row max
+   (flash-attention style), out = (Σ exp(u − h − max) S + eps ΣS) / (Σ exp(u − h − max) z + eps Σz).
+The m^(-1/2) factor of φ cancels in the ratio and is omitted (as in ``chunked``).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from trackformer._alloc import new_output
+
+BLOCK_M = 64  # features per block (masked when m is not a multiple)
+BLOCK_L_STATE = 64  # key rows per tile in the state kernels
+
+
+def interpreting() -> bool:
+    return triton.knobs.runtime.interpret if hasattr(triton, "knobs") else False
+
+
+def precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision: exact fp32 products for float32 inputs, TF32 tensor cores for half inputs."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def block_m(m: int) -> int:
+    return min(BLOCK_M, triton.next_power_of_2(m))
+
+
+def num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
+def split_rows(length: int, block_l: int, programs: int, device: torch.device):
+    """(tiles per split, splits) so that programs × splits roughly fills the device twice over."""
+    tiles = triton.cdiv(length, block_l)
+    want = max(1, min(tiles, triton.cdiv(2 * num_sms(device), programs)))
+    per_split = triton.cdiv(tiles, want)
+    return per_split, triton.cdiv(tiles, per_split)
+
+
+def row_configs():
+    """Autotune configs for the per-row-tile kernels (a single one under the interpreter)."""
+    if interpreting():
+        return [triton.Config({"BLOCK_L": 32}, num_warps=4)]
+    return [triton.Config({"BLOCK_L": bl}, num_warps=w, num_stages=st)
+            for bl in (32, 64, 128) for w in (4, 8) for st in (2, 3)]
+
+
+@triton.jit
+def project_tile(x, w, s, INPUT_PRECISION: tl.constexpr):
+    """u = s·x Wᵀ (BLOCK_L, BLOCK_M) and h = s²‖x‖²/2 (BLOCK_L,) for an fp32 row tile x and feature block w."""
+    u = tl.dot(x, tl.trans(w), input_precision=INPUT_PRECISION) * s
+    h = tl.sum(x * x, axis=1) * (s * s * 0.5)
+    return u, h
+
+
+@triton.jit
+def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT,
+                       D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
+                       INPUT_PRECISION: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    mb = tl.program_id(1)
+    split = tl.program_id(2)
+    n_mb = tl.num_programs(1)
+    n_split = tl.num_programs(2)
+    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < M
+    offs_d = tl.arange(0, D)
+    w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+    acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
+    acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    vsum = tl.zeros((D,), dtype=tl.float32)
+    run_max = float("-inf")
+    first = split * TILES_PER_SPLIT
+    last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
+    for t in range(first, last):  # every tile holds at least one valid row
+        offs_l = t * BLOCK_L + tl.arange(0, BLOCK_L)
+        mask_l = offs_l < L
+        ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
+        kt = tl.load(K + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+        vt = tl.load(V + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+        u, hk = project_tile(kt, w, s, INPUT_PRECISION)
+        u = tl.where(mask_l[:, None] & mask_m[None, :], u, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(tl.max(u, axis=1), axis=0))
+        alpha = tl.exp(run_max - new_max)
+        p = tl.exp(u - hk[:, None] - new_max)
+        acc = acc * alpha + tl.dot(tl.trans(p), vt, input_precision=INPUT_PRECISION)
+        acc_z = acc_z * alpha + tl.sum(p, axis=0)
+        vsum += tl.sum(vt, axis=0)
+        run_max = new_max
+    part = bh * n_split + split
+    tl.store(A_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :], acc, mask=mask_m[:, None])
+    tl.store(Z_PART + part * M + offs_m, acc_z, mask=mask_m)
+    tl.store(MAX_PART + part * n_mb + mb, run_max)
+    if mb == 0:
+        tl.store(VSUM_PART + part * D + offs_d, vsum)
+
+
+@triton.jit
+def _kv_reduce_kernel(A_PART, Z_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_SPLIT, eps,
+                      D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    mb = tl.program_id(1)
+    n_mb = tl.num_programs(1)
+    offs_p = tl.arange(0, BLOCK_P)
+    maxima = tl.load(MAX_PART + bh * N_SPLIT * n_mb + offs_p, mask=offs_p < N_SPLIT * n_mb, other=float("-inf"))
+    gmax = tl.max(maxima, axis=0)
+    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < M
+    offs_d = tl.arange(0, D)
+    acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
+    acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    vsum = tl.zeros((D,), dtype=tl.float32)
+    for sp in range(N_SPLIT):
+        part = bh * N_SPLIT + sp
+        scale = tl.exp(tl.load(MAX_PART + part * n_mb + mb) - gmax)
+        acc += scale * tl.load(A_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None],
+                               other=0.0)
+        acc_z += scale * tl.load(Z_PART + part * M + offs_m, mask=mask_m, other=0.0)
+        vsum += tl.load(VSUM_PART + part * D + offs_d)
+    tl.store(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], acc + eps * vsum[None, :], mask=mask_m[:, None])
+    tl.store(Z + bh * M + offs_m, acc_z + eps * L, mask=mask_m)
+    if mb == 0:
+        tl.store(KMAX + bh, gmax)
+
+
+@triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
+@triton.jit
+def _attend_kernel(Q, W, S, Z, OUT, QMAX, DEN, L, M, s, eps, D: tl.constexpr, BLOCK_L: tl.constexpr,
+                   BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    mask_l = offs_l < L
+    offs_d = tl.arange(0, D)
+    ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
+    qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    run_max = tl.full((BLOCK_L,), float("-inf"), dtype=tl.float32)
+    num = tl.zeros((BLOCK_L, D), dtype=tl.float32)
+    den = tl.zeros((BLOCK_L,), dtype=tl.float32)
+    s_sum = tl.zeros((D,), dtype=tl.float32)
+    z_sum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for m0 in range(0, M, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        mask_m = offs_m < M
+        w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+        sb = tl.load(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+        zb = tl.load(Z + bh * M + offs_m, mask=mask_m, other=0.0)
+        u, hq = project_tile(qt, w, s, INPUT_PRECISION)
+        u = tl.where(mask_m[None, :], u, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(u, axis=1))
+        alpha = tl.exp(run_max - new_max)
+        p = tl.exp(u - hq[:, None] - new_max[:, None])
+        num = num * alpha[:, None] + tl.dot(p, sb, input_precision=INPUT_PRECISION)
+        den = den * alpha + tl.sum(p * zb[None, :], axis=1)
+        s_sum += tl.sum(sb, axis=0)
+        z_sum += zb
+        run_max = new_max
+    num += eps * s_sum[None, :]
+    den += eps * tl.sum(z_sum, axis=0)
+    tl.store(OUT + ptrs, (num / den[:, None]).to(OUT.dtype.element_ty), mask=mask_l[:, None])
+    tl.store(QMAX + bh * L + offs_l, run_max, mask=mask_l)
+    tl.store(DEN + bh * L + offs_l, den, mask=mask_l)
+
+
+def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
+    """Contiguous k, v (B, H, L, D), w (m, D) float32 → S (B, H, m, D), z (B, H, m), kmax (B, H), float32."""
+    b, h, length, d = k.shape
+    m = w.shape[0]
+    bm = block_m(m)
+    n_mb = triton.cdiv(m, bm)
+    per_split, n_split = split_rows(length, BLOCK_L_STATE, b * h * n_mb, k.device)
+    f32 = dict(dtype=torch.float32, device=k.device)
+    a_part = new_output((b * h, n_split, m, d), **f32)
+    z_part = new_output((b * h, n_split, m), **f32)
+    max_part = new_output((b * h, n_split, n_mb), **f32)
+    vsum_part = new_output((b * h, n_split, d), **f32)
+    s = d ** -0.25
+    _kv_partial_kernel[(b * h, n_mb, n_split)](
+        k, v, w, a_part, z_part, max_part, vsum_part, length, m, s, per_split,
+        D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=precision(k.dtype), num_warps=4)
+    state_s = new_output((b, h, m, d), **f32)
+    state_z = new_output((b, h, m), **f32)
+    kmax = new_output((b, h), **f32)
+    _kv_reduce_kernel[(b * h, n_mb)](
+        a_part, z_part, max_part, vsum_part, state_s, state_z, kmax, length, m, n_split, eps,
+        D=d, BLOCK_M=bm, BLOCK_P=triton.next_power_of_2(n_split * n_mb), num_warps=4)
+    return state_s, state_z, kmax
+
+
+def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, *, eps: float):
+    """Contiguous q (B, H, L, D) → out (B, H, L, D) in q's dtype, query row max and denominator (B, H, L) fp32."""
+    b, h, length, d = q.shape
+    m = w.shape[0]
+    out = new_output(q.shape, dtype=q.dtype, device=q.device)
+    qmax = new_output((b, h, length), dtype=torch.float32, device=q.device)
+    den = new_output((b, h, length), dtype=torch.float32, device=q.device)
+    grid = lambda meta: (b * h, triton.cdiv(length, meta["BLOCK_L"]))
+    _attend_kernel[grid](q, w, state_s, state_z, out, qmax, den, length, m, d ** -0.25, eps,
+                         D=d, BLOCK_M=block_m(m), INPUT_PRECISION=precision(q.dtype))
+    return out, qmax, den
