@@ -242,12 +242,27 @@ def _check_masks(masks, mixture_mag):
         raise ValueError("masks and mixture_mag must be finite (found NaN or inf)")
     if (masks < 0).any() or (mag < 0).any():
         raise ValueError("masks and mixture_mag must be non-negative")
-    energy = mag.pow(2).flatten(1).sum(1)
-    if (energy <= 0).any():
-        silent = torch.nonzero(energy <= 0).flatten().tolist()
-        raise ValueError(f"mixture_mag is all zero (silent mixture) for batch item(s) {silent}; the mask metrics "
-                         "are undefined there")
     return masks, mag, batched
+
+
+def mask_statistics(masks: torch.Tensor, mixture_mag: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Additive sums behind the two mask metrics, so that long signals can be scored block by block.
+
+    Shapes as :func:`effective_mask_count`. Returns float32 ``(output_energy (B, M) = Σ (mask_m·|X|)²,
+    overlap_sum (B,) = Σ_bins |X|²·exp(H_bin), mixture_energy (B,) = Σ_bins |X|²)``, without the leading B for
+    unbatched input. Masks are normalised to sum to 1 per bin (softmax masks already do); a bin where every mask
+    is 0 counts as disjoint (exp H = 1). Sums over several blocks give the metrics of the whole signal via
+    :func:`effective_count` and ``overlap_sum / mixture_energy``.
+    """
+    masks, mag, batched = _check_masks(masks, mixture_mag)
+    output_energy = (masks * mag.unsqueeze(1)).pow(2).flatten(2).sum(-1)
+    total = masks.sum(1, keepdim=True)
+    p = masks / torch.where(total > 0, total, torch.ones_like(total))
+    weight = mag.pow(2)
+    overlap_sum = (_exp_entropy(p, dim=1) * weight).flatten(1).sum(1)
+    mixture_energy = weight.flatten(1).sum(1)
+    out = (output_energy, overlap_sum, mixture_energy)
+    return out if batched else tuple(x[0] for x in out)
 
 
 def _exp_entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
@@ -255,30 +270,41 @@ def _exp_entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.exp(-torch.xlogy(p, p).sum(dim=dim))
 
 
+def effective_count(energy: torch.Tensor) -> torch.Tensor:
+    """exp(entropy of the shares ``energy / energy.sum(-1)``) over the last dim (..., M) -> (...), in [1, M].
+
+    Raises ValueError where all M energies are zero or one is negative."""
+    energy = energy.float()
+    total = energy.sum(-1, keepdim=True)
+    if (total <= 0).any() or (energy < 0).any():
+        raise ValueError("effective count needs non-negative energies that are not all zero")
+    return _exp_entropy(energy / total, dim=-1)
+
+
+def _check_not_silent(mixture_energy: torch.Tensor) -> None:
+    if (mixture_energy <= 0).any():
+        silent = torch.nonzero(mixture_energy.reshape(-1) <= 0).flatten().tolist()
+        raise ValueError(f"mixture_mag is all zero (silent mixture) for batch item(s) {silent}; the mask metrics "
+                         "are undefined there")
+
+
 def effective_mask_count(masks: torch.Tensor, mixture_mag: torch.Tensor) -> torch.Tensor:
     """Effective number of active outputs, exp(entropy of the per-output masked energy shares), in [1, M].
 
     masks (B, M, C, F, L) or (M, C, F, L), non-negative; mixture_mag (B, C, F, L) or (C, F, L).
     Returns (B,) float32, or a 0-dim tensor for unbatched input."""
-    masks, mag, batched = _check_masks(masks, mixture_mag)
-    energy = (masks * mag.unsqueeze(1)).pow(2).flatten(2).sum(-1)  # (B, M)
-    total = energy.sum(1, keepdim=True)
-    if (total <= 0).any():
+    output_energy, _, mixture_energy = mask_statistics(masks, mixture_mag)
+    _check_not_silent(mixture_energy)
+    if (output_energy.sum(-1) <= 0).any():
         raise ValueError("all masks are zero where the mixture has energy; the effective mask count is undefined")
-    out = _exp_entropy(energy / total, dim=1)
-    return out if batched else out[0]
+    return effective_count(output_energy)
 
 
 def mask_overlap(masks: torch.Tensor, mixture_mag: torch.Tensor) -> torch.Tensor:
     """Energy-weighted mean over TF bins of exp(entropy of the masks across outputs), in [1, M].
 
-    1 when each bin belongs to one output, M when all masks are equal. Masks are normalised to sum to 1 per
-    bin (softmax masks already do); bins where every mask is 0 count as disjoint. Shapes as
-    :func:`effective_mask_count`; returns (B,) float32 or a 0-dim tensor."""
-    masks, mag, batched = _check_masks(masks, mixture_mag)
-    total = masks.sum(1, keepdim=True)
-    p = masks / torch.where(total > 0, total, torch.ones_like(total))
-    per_bin = _exp_entropy(p, dim=1)  # (B, C, F, L); 1 for an all-zero bin (every p is 0)
-    weight = mag.pow(2)
-    out = (per_bin * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)
-    return out if batched else out[0]
+    1 when each bin belongs to one output, M when all masks are equal. Shapes and normalisation as
+    :func:`mask_statistics`; returns (B,) float32 or a 0-dim tensor."""
+    _, overlap_sum, mixture_energy = mask_statistics(masks, mixture_mag)
+    _check_not_silent(mixture_energy)
+    return overlap_sum / mixture_energy

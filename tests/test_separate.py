@@ -1,0 +1,214 @@
+"""trackformer.separate: chunked inference, order-keeping stitching, mixture consistency, files written.
+
+Also holds the small models and the checkpoint writer that tests/test_cli.py and tests/test_evaluate.py reuse.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+from trackformer.metrics import si_snr
+from trackformer.models import PerformerSeparator, SeparatorConfig
+from trackformer.separate import analyze_sources, chunk_starts, crossfade, match_order, separate_file, separate_waveform
+
+RATE = 8000
+
+
+def tiny_performer(channels: int = 2, sample_rate: int = RATE) -> PerformerSeparator:
+    """A random-weight Performer small enough for CPU tests (1 layer, d_model 32, STFT 256 / 64)."""
+    cfg = SeparatorConfig(n_fft=256, hop=64, channels=channels, d_model=32, n_layers=1, n_heads=2, nb_features=16,
+                          ffn=32, dropout=0.0, sample_rate=sample_rate)
+    return PerformerSeparator(cfg).eval()
+
+
+def write_checkpoint(path, model: nn.Module, *, stage: str = "mixit", segment_seconds: float = 1.0) -> str:
+    """A checkpoint in the trainer's format (trackformer.train.checkpoint) holding ``model``."""
+    from trackformer.models import model_config, model_name
+    from trackformer.train.checkpoint import save_checkpoint
+
+    config = dict(sample_rate=model.sample_rate, channels=model.config.channels, segment_seconds=segment_seconds)
+    return save_checkpoint(str(path), dict(stage=stage, step=1, config=config, model=dict(
+        name=model_name(model), config=model_config(model), state=model.state_dict())))
+
+
+def two_tones(seconds: float = 4.0, rate: int = RATE):
+    """A 300 Hz tone fading out and a 2 kHz tone fading in (which is louder swaps half-way), (1, T) each."""
+    t = torch.arange(round(seconds * rate), dtype=torch.float64) / rate
+    ramp = t / seconds
+    low = (0.5 * (1 - ramp) + 0.05) * torch.sin(2 * math.pi * 300 * t)
+    high = (0.5 * ramp + 0.05) * torch.sin(2 * math.pi * 2000 * t)
+    return low.float()[None], high.float()[None]
+
+
+class PermutingBandSplit(nn.Module):
+    """Stand-in separator: output 0 = content below 1 kHz, output 1 = the rest, outputs 2..M-1 silent, then the
+    M outputs permuted by a different permutation on every call (so every chunk comes out in another order)."""
+
+    def __init__(self, n_sources: int = 8, sample_rate: int = RATE):
+        super().__init__()
+        self.sample_rate, self.n_sources = sample_rate, n_sources
+        self.weight = nn.Parameter(torch.zeros(()))  # gives the module a device
+        self.perms = []
+
+    def forward(self, x):
+        spec = torch.fft.rfft(x.double(), dim=-1)
+        freqs = torch.fft.rfftfreq(x.shape[-1], 1 / self.sample_rate)
+        low = torch.fft.irfft(spec * (freqs < 1000), n=x.shape[-1], dim=-1)
+        out = torch.zeros(x.shape[0], self.n_sources, *x.shape[1:], dtype=torch.float64)
+        out[:, 0], out[:, 1] = low, x.double() - low
+        perm = torch.roll(torch.arange(self.n_sources), len(self.perms) * 3 + 1)
+        self.perms.append(perm)
+        return out[:, perm].to(x.dtype)
+
+
+class Constant(nn.Module):
+    """Stand-in that is NOT mixture-consistent: every one of its M outputs is 0.3·x (they sum to 2.4·x)."""
+
+    def __init__(self, n_sources: int = 8, sample_rate: int = RATE):
+        super().__init__()
+        self.sample_rate, self.n_sources = sample_rate, n_sources
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return 0.3 * x[:, None].expand(-1, self.n_sources, -1, -1)
+
+
+def error_db(estimate, reference) -> float:
+    return 10 * math.log10(float((estimate - reference).double().pow(2).sum() / reference.double().pow(2).sum()))
+
+
+# --------------------------------------------------------------------------------------------- pieces
+def test_chunk_starts_cover_the_signal_and_crossfades_sum_to_one():
+    for length, chunk, overlap in ((1000, 300, 70), (300, 300, 70), (299, 300, 70), (301, 300, 70), (5, 3, 1)):
+        starts = chunk_starts(length, chunk, overlap)
+        total = torch.zeros(length)
+        for i, s in enumerate(starts):
+            e = min(s + chunk, length)
+            assert e - s > overlap or len(starts) == 1
+            total[s:e] += crossfade(e - s, overlap, fade_in=i > 0, fade_out=i < len(starts) - 1)
+        assert min(s + chunk for s in starts[-1:]) >= length
+        torch.testing.assert_close(total, torch.ones(length), atol=1e-6, rtol=0)
+
+
+def test_match_order_recovers_a_permutation():
+    a = torch.randn(8, 2, 100)
+    perm = torch.randperm(8)
+    b = a[perm] + 0.01 * torch.randn(8, 2, 100)
+    assert torch.equal(perm[match_order(a, b)], torch.arange(8))
+
+
+# --------------------------------------------------------------------------------------- separate_waveform
+def test_stems_sum_to_input_over_many_chunks():
+    model = tiny_performer()
+    x = 0.1 * torch.randn(2, round(2.3 * RATE))
+    sources, info = separate_waveform(model, x, RATE, chunk_seconds=0.5, overlap_seconds=0.125)
+    assert sources.shape == (8, 2, x.shape[1]) and sources.dtype == torch.float32
+    assert info["n_chunks"] == 6
+    assert info["raw_consistency_db"] < -60  # the stitching itself keeps the sum, before any projection
+    assert error_db(sources.sum(0), x) < -60
+
+
+def test_chunked_equals_unchunked_below_one_chunk():
+    model = tiny_performer()
+    x = 0.1 * torch.randn(2, 3001)  # shorter than one 0.5 s chunk (4000 samples)
+    sources, info = separate_waveform(model, x, RATE, chunk_seconds=0.5, overlap_seconds=0.1)
+    assert info["n_chunks"] == 1
+    with torch.no_grad():
+        direct = model(x[None])[0]
+    torch.testing.assert_close(sources, direct, atol=1e-6, rtol=1e-5)
+
+
+def test_stitching_keeps_the_order_of_changing_sources():
+    low, high = two_tones()
+    model = PermutingBandSplit()
+    sources, info = separate_waveform(model, low + high, RATE, chunk_seconds=0.5, overlap_seconds=0.1)
+    assert info["n_chunks"] > 8 and len({tuple(p.tolist()) for p in model.perms}) > 1  # it did permute
+    i_low = int(torch.argmax(torch.stack([si_snr(s, low, signal_dims=2) for s in sources])))
+    i_high = int(torch.argmax(torch.stack([si_snr(s, high, signal_dims=2) for s in sources])))
+    assert i_low != i_high
+    # one output holds the whole low tone and another the whole high tone, across every chunk boundary
+    assert si_snr(sources[i_low], low, signal_dims=2) > 30
+    assert si_snr(sources[i_high], high, signal_dims=2) > 30
+    # the six other outputs stay silent all along
+    rest = [i for i in range(8) if i not in (i_low, i_high)]
+    assert float(sources[rest].abs().max()) < 1e-5
+
+
+def test_inconsistent_model_and_resampling_still_sum_to_input():
+    x = 0.2 * torch.randn(1, 11025 * 2)  # mono at 11.025 kHz into an 8 kHz model
+    sources, info = separate_waveform(Constant(), x, 11025, chunk_seconds=0.5, overlap_seconds=0.1)
+    assert sources.shape == (8, 1, x.shape[1])
+    assert info["raw_consistency_db"] > 0  # 2.4·x − x: the model itself is far off
+    assert error_db(sources.sum(0), x) < -60
+
+
+def test_channel_adaptation():
+    mono, stereo = 0.1 * torch.randn(1, 3000), 0.1 * torch.randn(2, 3000)
+    out, _ = separate_waveform(tiny_performer(channels=2), mono, RATE, 0.25, 0.05)  # mono into a stereo model
+    assert out.shape == (8, 1, 3000) and error_db(out.sum(0), mono) < -60
+    out, _ = separate_waveform(tiny_performer(channels=1), stereo, RATE, 0.25, 0.05)  # stereo into mono
+    assert out.shape == (8, 2, 3000) and error_db(out.sum(0), stereo) < -60
+
+
+@pytest.mark.parametrize("audio,match", [
+    (torch.full((1, 100), float("nan")), "NaN"),
+    (torch.zeros(2, 100), "silent"),
+    (torch.zeros(2, 0), "empty"),
+    (torch.ones(3, 100), "1 or 2 channels"),
+    (torch.ones(100), "shape"),
+])
+def test_bad_audio_is_rejected(audio, match):
+    with pytest.raises(ValueError, match=match):
+        separate_waveform(Constant(), audio, RATE, 0.5, 0.1)
+
+
+def test_bad_chunking_is_rejected():
+    x = torch.randn(1, 1000)
+    with pytest.raises(ValueError, match="overlap_seconds"):
+        separate_waveform(Constant(), x, RATE, 0.5, 0.0)
+    with pytest.raises(ValueError, match="overlap_seconds"):
+        separate_waveform(Constant(), x, RATE, 0.5, 0.5)
+    with pytest.raises(ValueError, match="chunk_seconds"):
+        separate_waveform(Constant(), x, RATE, -1.0, 0.1)
+    with pytest.raises(ValueError, match="sample_rate"):
+        separate_waveform(Constant(), x, 0, 0.5, 0.1)
+
+
+# ------------------------------------------------------------------------------------------ analysis, files
+def test_analyze_sources_on_disjoint_outputs():
+    low, high = two_tones(2.0)
+    sources = torch.zeros(8, 1, low.shape[1])
+    sources[2], sources[5] = low, high
+    a = analyze_sources(sources, low + high, RATE, n_fft=256, hop=64, picture_frames=50, block_frames=64)
+    assert a["silent_outputs"] == [0, 1, 3, 4, 6, 7]
+    assert 1.0 <= a["mask_overlap"] < 1.05  # the tones are 1.7 kHz apart: masks almost disjoint
+    assert 1.5 < a["effective_mask_count"] < 2.05
+    assert a["picture"]["masks"].shape[0] == 8 and a["picture"]["masks"].shape[2] <= 50
+    assert a["picture"]["mix_db"].shape == a["picture"]["masks"].shape[1:]
+
+
+@pytest.mark.parametrize("rate,channels", [(RATE, 2), (11025, 1)])
+def test_separate_file_writes_stems_picture_and_json(tmp_path, rate, channels):
+    song = tmp_path / "my song.flac"
+    audio = 0.1 * np.random.default_rng(0).standard_normal((round(1.7 * rate), channels)).astype(np.float32)
+    sf.write(song, audio, rate)
+    result = separate_file(tiny_performer(), str(song), str(tmp_path / "out"), chunk_seconds=0.5,
+                           overlap_seconds=0.1)
+    folder = tmp_path / "out" / "my song"
+    stems = []
+    for i in range(8):
+        data, sr = sf.read(folder / f"source_{i + 1}.wav", always_2d=True)
+        assert sr == rate and data.shape == audio.shape
+        stems.append(data)
+    mix, _ = sf.read(song, always_2d=True)  # the file as soundfile decodes it (FLAC is 16-bit)
+    assert error_db(torch.from_numpy(np.sum(stems, axis=0)), torch.from_numpy(mix)) < -60
+    assert (folder / "masks.png").stat().st_size > 1000
+    saved = json.loads((folder / "separation.json").read_text())
+    assert saved["sample_rate"] == rate and saved["channels"] == channels
+    assert len(saved["output_energy_db"]) == 8 and 1 <= saved["effective_mask_count"] <= 8
+    assert saved == json.loads(json.dumps(result))

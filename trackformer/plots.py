@@ -1,0 +1,74 @@
+"""Pictures: the mixture spectrogram with the M masks of a separation, and the evaluation summary.
+
+matplotlib with the non-interactive Agg backend (works without a display); every function writes one PNG.
+"""
+
+import os
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_masks(mix_db: np.ndarray, masks: np.ndarray, *, sample_rate: int, seconds_per_column: float, path: str,
+               title: str = "") -> str:
+    """Mixture spectrogram (dB, (F, W)) above the M masks ((M, F, W), values in [0, 1]); time in seconds,
+    frequency in kHz up to ``sample_rate / 2``. Writes ``path`` and returns it."""
+    mix_db, masks = np.asarray(mix_db), np.asarray(masks)
+    if mix_db.ndim != 2 or masks.ndim != 3 or masks.shape[1:] != mix_db.shape:
+        raise ValueError(f"plot_masks needs mix_db (F, W) and masks (M, F, W), got {mix_db.shape} and {masks.shape}")
+    plt = _pyplot()
+    m = masks.shape[0]
+    extent = (0.0, mix_db.shape[1] * seconds_per_column, 0.0, sample_rate / 2000.0)
+    fig, axes = plt.subplots(m + 1, 1, figsize=(10, 1.3 * (m + 1) + 0.6), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    top = float(np.max(mix_db))
+    im = axes[0].imshow(mix_db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=top - 80, vmax=top)
+    axes[0].set_ylabel("mix\nkHz")
+    fig.colorbar(im, ax=axes[0], label="dB", pad=0.01)
+    for i in range(m):
+        im = axes[i + 1].imshow(masks[i], origin="lower", aspect="auto", extent=extent, cmap="viridis", vmin=0,
+                                vmax=1)
+        axes[i + 1].set_ylabel(f"{i + 1}\nkHz")
+        fig.colorbar(im, ax=axes[i + 1], pad=0.01)
+    axes[-1].set_xlabel("time (s)")
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_evaluation(by_active: dict, path: str, title: str = "") -> str:
+    """Mean ± std SI-SNRi (dB) per number of active stems, one-to-one beside MixIT-style.
+
+    ``by_active``: {n_active: {"one_to_one_sisnri": [values], "mixit_sisnri": [values]}}. Writes ``path``."""
+    plt = _pyplot()
+    keys = sorted(by_active)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = np.arange(len(keys))
+    for offset, metric, label in ((-0.2, "one_to_one_sisnri", "one-to-one"), (0.2, "mixit_sisnri", "MixIT-style")):
+        values = [np.asarray(by_active[k][metric], dtype=float) for k in keys]
+        ax.bar(x + offset, [v.mean() for v in values], width=0.4, yerr=[v.std() for v in values], capsize=3,
+               label=label)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, [f"{k} ({len(by_active[k]['mixit_sisnri'])})" for k in keys])
+    ax.set_xlabel("active stems (segments)")
+    ax.set_ylabel("SI-SNRi (dB)")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
