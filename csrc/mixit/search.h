@@ -61,7 +61,7 @@ TF_HD double error_floor(double tau, double e) {
 #endif
 }
 
-TF_HD bool finite(double v) {
+TF_HD bool is_finite(double v) {
 #ifdef __CUDA_ARCH__
   return isfinite(v);
 #else
@@ -177,17 +177,17 @@ TF_HD bool quantize(const T* g, const T* c, const T* e, int m, int n, double tau
   bool ok = true;
   for (int i = 0; i < m * m; ++i) {
     double v = static_cast<double>(g[i]);
-    ok = ok && finite(v);
+    ok = ok && is_finite(v);
     mx = fmax(mx, fabs(v));
   }
   for (int i = 0; i < m * n; ++i) {
     double v = static_cast<double>(c[i]);
-    ok = ok && finite(v);
+    ok = ok && is_finite(v);
     mx = fmax(mx, fabs(v));
   }
   for (int i = 0; i < n; ++i) {
     double v = static_cast<double>(e[i]);
-    ok = ok && finite(v);
+    ok = ok && is_finite(v);
     mx = fmax(mx, fabs(v));
   }
   if (!ok) return false;
