@@ -1,0 +1,145 @@
+"""The trackformer command line: --help everywhere, separate end to end, and one actionable line per error."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from test_separate import RATE, tiny_performer, write_checkpoint
+from torch import nn
+
+import trackformer.separate
+from trackformer import cli
+
+
+def run_cli(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", tiny_performer(), segment_seconds=0.5)
+
+
+def write_wav(path, audio, rate=RATE, subtype="FLOAT"):
+    sf.write(path, np.asarray(audio, dtype=np.float32).T, rate, subtype=subtype)
+    return str(path)
+
+
+def test_help_for_every_subcommand(capsys):
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"separate", "evaluate", "train", "pretrain", "data", "bench", "demo"} <= set(commands)
+    for name in [None, *commands]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["--help"] if name is None else [name, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: trackformer") and (name is None or name in out)
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "trackformer", "separate", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "--chunk-seconds" in done.stdout
+
+
+def test_separate_end_to_end(tmp_path, capsys, checkpoint):
+    audio = 0.1 * np.random.default_rng(1).standard_normal((1, 11025))  # 1 s mono at 11.025 kHz
+    song = write_wav(tmp_path / "song.wav", audio, rate=11025)
+    rc, out, err = run_cli(capsys, "separate", song, "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
+                           "--device", "cpu", "-q")
+    assert rc == 0, err
+    assert "8 sources" in out and "effective mask count" in out
+    stems = []
+    for i in range(1, 9):
+        data, rate = sf.read(tmp_path / "out" / "song" / f"source_{i}.wav", always_2d=True)
+        assert rate == 11025 and data.shape == (11025, 1)
+        stems.append(data)
+    residual = np.sum(stems, axis=0)[:, 0] - audio[0]
+    assert 10 * np.log10(np.sum(residual ** 2) / np.sum(audio ** 2)) < -60
+    assert (tmp_path / "out" / "song" / "masks.png").is_file()
+    assert (tmp_path / "out" / "song" / "separation.json").is_file()
+
+
+def _bad_checkpoints(tmp_path, checkpoint):
+    payload = torch.load(checkpoint, weights_only=True)
+    other_version = tmp_path / "v99.pt"
+    torch.save(dict(payload, format_version=99), other_version)
+    other_model = tmp_path / "other.pt"
+    torch.save(dict(payload, model=dict(payload["model"], name="demucs")), other_model)
+    not_ours = tmp_path / "random.pt"
+    torch.save({"weights": torch.zeros(3)}, not_ours)
+    pretrain = write_checkpoint(tmp_path / "mae.pt", tiny_performer(), stage="pretrain")
+    return [(str(other_version), "format version 99"), (str(other_model), "cannot build"),
+            (str(not_ours), "not a trackformer checkpoint"), (pretrain, "pre-training checkpoint"),
+            (str(tmp_path / "missing.pt"), "checkpoint not found")]
+
+
+class OutOfMemory(nn.Module):
+    sample_rate = RATE
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def test_errors_are_one_actionable_line(tmp_path, capsys, checkpoint, monkeypatch):
+    good = write_wav(tmp_path / "good.wav", 0.1 * np.ones((2, 4000)))
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEnot really audio")
+    cases = [
+        ([str(tmp_path / "nope.wav")], checkpoint, "audio file not found"),
+        ([str(corrupt)], checkpoint, "cannot read audio file"),
+        ([write_wav(tmp_path / "empty.wav", np.zeros((1, 0)))], checkpoint, "empty"),
+        ([write_wav(tmp_path / "silent.wav", np.zeros((2, 4000)))], checkpoint, "silent"),
+        ([write_wav(tmp_path / "nan.wav", np.full((1, 4000), np.nan))], checkpoint, "NaN"),
+    ]
+    cases += [([good], ckpt, message) for ckpt, message in _bad_checkpoints(tmp_path, checkpoint)]
+    for songs, ckpt, message in cases:
+        rc, _, err = run_cli(capsys, "separate", *songs, "-o", str(tmp_path / "out"), "--checkpoint", ckpt,
+                             "--device", "cpu", "-q")
+        assert rc == 1, (message, err)
+        assert message in err and "Traceback" not in err and err.strip().count("\n") == 0, (message, err)
+
+    monkeypatch.setattr(trackformer.separate, "load_separator", lambda path, device: (OutOfMemory(), {}))
+    rc, _, err = run_cli(capsys, "separate", good, "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
+                         "--chunk-seconds", "0.5", "--device", "cpu", "-q")
+    assert rc == 1 and "CUDA out of memory; try a smaller --chunk-seconds" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_exception(tmp_path, checkpoint):
+    with pytest.raises(ValueError, match="audio file not found"):
+        cli.main(["--debug", "separate", str(tmp_path / "nope.wav"), "--checkpoint", checkpoint])
+    with pytest.raises(ValueError, match="audio file not found"):
+        cli.main(["separate", str(tmp_path / "nope.wav"), "--checkpoint", checkpoint, "--debug"])
+
+
+def test_cuda_requested_without_cuda(tmp_path, capsys, checkpoint):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    good = write_wav(tmp_path / "good.wav", 0.1 * np.ones((2, 4000)))
+    rc, _, err = run_cli(capsys, "separate", good, "--checkpoint", checkpoint, "--device", "cuda")
+    assert rc == 1 and "CUDA is not available" in err
+
+
+def test_bench(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "benchmarks_script", lambda: str(tmp_path / "benchmarks" / "run_all.py"))
+    rc, _, err = run_cli(capsys, "bench", "--quick")
+    assert rc == 1 and "needs a source checkout" in err
+    script = tmp_path / "benchmarks" / "run_all.py"
+    script.parent.mkdir()
+    record = tmp_path / "argv.txt"
+    script.write_text(f"import sys\nopen({str(record)!r}, 'w').write(' '.join(sys.argv[1:]))\nsys.exit(3)\n")
+    rc, _, _ = run_cli(capsys, "bench", "--quick", "--device", "cpu")
+    assert rc == 3 and record.read_text() == "--device cpu --quick"
+    assert os.path.isfile(cli.benchmarks_script())
