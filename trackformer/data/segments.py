@@ -84,8 +84,9 @@ class MixitPairs(Dataset):
                                "to decode; see the log)")
         return w / w.sum()
 
-    def _segment(self, rng: np.random.Generator, exclude: int | None) -> tuple[int, torch.Tensor]:
-        """(song index, stems (K, C, T)) of a segment loud enough, from a song other than ``exclude``."""
+    def _segment(self, rng: np.random.Generator, exclude: int | None) -> tuple[int, np.ndarray, np.ndarray]:
+        """(song index, stems (K, C, T), mixture (C, T)) of a segment loud enough, from a song other than
+        ``exclude``."""
         while True:  # ends: each failed decode removes a song for good, and _weights raises once none is left
             best, best_rms, song = None, -1.0, None
             for attempt in range(self.max_tries):
@@ -93,16 +94,17 @@ class MixitPairs(Dataset):
                     song = int(rng.choice(len(self.songs), p=self._weights(exclude)))
                 start = int(rng.integers(0, max(self.lengths[song] - self.frames, 0) + 1))
                 try:
-                    stems = self.songs[song].load_stems(start, self.frames)
+                    stems = self.songs[song].load_stems(start, self.frames).numpy()
                 except (AudioFileError, OSError, RuntimeError) as e:
                     log.warning("dropping song %s: %s", self.songs[song].name, e)
                     self.bad.add(song)
                     continue
-                rms = float(stems.sum(0).square().mean().sqrt())
+                mix = stems.sum(0)  # numpy: single-threaded, no contention with torch's thread pool
+                rms = float(np.sqrt(np.mean(np.square(mix, dtype=np.float64))))
                 if rms >= self.min_rms:
-                    return song, stems
+                    return song, stems, mix
                 if rms > best_rms:
-                    best, best_rms = (song, stems), rms
+                    best, best_rms = (song, stems, mix), rms
             if best is not None:
                 log.info("no segment above min_rms=%g in %d tries; using one with RMS %.2g", self.min_rms,
                          self.max_tries, best_rms)
@@ -115,16 +117,19 @@ class MixitPairs(Dataset):
         if not self.deterministic:
             key.append(int(torch.randint(0, 2**62, ()).item()))
         rng = np.random.default_rng(key)
-        song1, stems1 = self._segment(rng, None)
-        _, stems2 = self._segment(rng, song1)
+        song1, stems1, mix1 = self._segment(rng, None)
+        _, stems2, mix2 = self._segment(rng, song1)
         item = {}
-        for i, stems in ((1, stems1), (2, stems2)):
+        for i, stems, mix in ((1, stems1, mix1), (2, stems2, mix2)):
             if self.random_gain_db is not None:
                 stems = stems * np.float32(10 ** (rng.uniform(*self.random_gain_db) / 20))
-            item[f"x{i}"] = stems.sum(0)
+                mix = stems.sum(0)
+            item[f"x{i}"] = torch.from_numpy(mix)
             if self.return_stems:
                 k = stems.shape[0]
-                item[f"stems{i}"] = torch.cat([stems, stems.new_zeros(self.max_stems - k, *stems.shape[1:])])
+                padded = np.zeros((self.max_stems, *stems.shape[1:]), np.float32)
+                padded[:k] = stems
+                item[f"stems{i}"] = torch.from_numpy(padded)
                 item[f"n_stems{i}"] = k
         return item
 
@@ -148,6 +153,9 @@ def make_loader(dataset: Dataset, *, batch_size: int = 4, workers: int = 2, shuf
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
+    if distributed and not torch.distributed.is_initialized():
+        raise ValueError("make_loader(distributed=True) needs torch.distributed initialised first "
+                         "(torch.distributed.init_process_group)")
     generator = torch.Generator().manual_seed(seed)
     sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last) if distributed else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,

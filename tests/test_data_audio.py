@@ -1,0 +1,104 @@
+"""trackformer.data.audio: resampling quality, partial reads, channel handling, errors that name the file."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from trackformer.data.audio import AudioFileError, audio_info, read_audio, resample, to_channels, write_audio
+
+
+def _sweep(f0, f1, sr, seconds=2.0):
+    t = np.arange(round(seconds * sr)) / sr
+    return np.sin(2 * np.pi * (f0 * t + 0.5 * (f1 - f0) / seconds * t * t)).astype(np.float32)
+
+
+def _db(y, x):
+    inner = slice(2000, -2000)  # away from the edges, where the sweep starts and stops abruptly
+    return 10 * np.log10(np.mean(y[inner] ** 2) / np.mean(x ** 2))
+
+
+@pytest.mark.parametrize("sr_in,sr_out", [(44100, 16000), (48000, 22050), (44100, 8000)])
+def test_resample_suppresses_aliasing_and_keeps_passband(sr_in, sr_out):
+    nyq = sr_out / 2
+    above = _sweep(1.15 * nyq, 0.98 * sr_in / 2, sr_in)  # all of it would alias into the new band
+    below = _sweep(50, 0.87 * nyq, sr_in)
+    ya, yb = resample(above, sr_in, sr_out), resample(below, sr_in, sr_out)
+    assert ya.dtype == np.float32 and len(ya) == int(np.ceil(len(above) * sr_out / sr_in))
+    assert _db(ya, above) < -60.0  # stated bound: ≥ 60 dB suppression from 1.15 × the new Nyquist
+    assert abs(_db(yb, below)) < 0.1  # pass band within 0.1 dB
+
+
+def test_resample_upsampling_is_a_sine_to_a_sine():
+    sr_in, sr_out, f = 16000, 44100, 1000.0
+    x = np.sin(2 * np.pi * f * np.arange(16000) / sr_in).astype(np.float32)
+    y = resample(x, sr_in, sr_out)
+    ref = np.sin(2 * np.pi * f * np.arange(len(y)) / sr_out)
+    assert np.abs(y[500:-500] - ref[500:-500]).max() < 3e-3  # pass-band ripple of the Kaiser filter
+
+
+def test_resample_rejects_bad_rates():
+    with pytest.raises(ValueError, match="sr_out"):
+        resample(np.zeros(10, np.float32), 44100, 0)
+    with pytest.raises(ValueError, match="sr_in"):
+        resample(np.zeros(10, np.float32), 44100.0, 16000)
+
+
+@pytest.mark.parametrize("sr_file,sr_out", [(48000, 44100), (44100, 44100), (22050, 16000)])
+def test_partial_read_matches_full_file(tmp_path, sr_file, sr_out):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 20011)).astype(np.float32) * 0.1
+    path = str(tmp_path / "a.wav")
+    sf.write(path, x.T, sr_file, subtype="FLOAT")
+    full = read_audio(path, sample_rate=sr_out)
+    assert full.shape == (2, int(np.ceil(20011 * sr_out / sr_file)))
+    for start, frames in [(0, 777), (1234, 4099), (full.shape[1] - 100, 300), (full.shape[1] + 5, 10)]:
+        seg = read_audio(path, start=start, frames=frames, sample_rate=sr_out)
+        assert seg.shape == (2, frames)
+        ref = np.zeros((2, frames), np.float32)
+        avail = full[:, start:start + frames]
+        ref[:, :avail.shape[1]] = avail
+        np.testing.assert_allclose(seg, ref, atol=2e-6)
+
+
+def test_channels_mono_to_stereo_and_back(tmp_path):
+    path = str(tmp_path / "m.flac")
+    mono = (np.sin(np.arange(1000) / 7.0) * 0.5).astype(np.float32)
+    sf.write(path, mono, 44100)
+    st = read_audio(path, channels=2)
+    assert st.shape == (2, 1000) and np.array_equal(st[0], st[1])
+    np.testing.assert_allclose(st[0], mono, atol=1e-4)  # 16-bit FLAC
+    assert to_channels(st, 1).shape == (1, 1000)
+    with pytest.raises(ValueError, match="channels"):
+        to_channels(st, 3)
+
+
+def test_bad_files_raise_audio_file_error_naming_the_path(tmp_path):
+    missing = str(tmp_path / "nope.wav")
+    with pytest.raises(AudioFileError, match="nope.wav"):
+        audio_info(missing)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00garbage" * 10)
+    with pytest.raises(AudioFileError, match="corrupt.wav"):
+        audio_info(str(corrupt))
+    empty = str(tmp_path / "empty.wav")
+    sf.write(empty, np.zeros((0, 2), np.float32), 44100)
+    with pytest.raises(AudioFileError, match="empty"):
+        audio_info(empty)
+    six = str(tmp_path / "six.wav")
+    sf.write(six, np.zeros((10, 6), np.float32), 44100)
+    with pytest.raises(AudioFileError, match="6 channels"):
+        audio_info(six)
+    assert issubclass(AudioFileError, ValueError)
+
+
+def test_write_audio_round_trip_and_shape_check(tmp_path):
+    x = (np.random.default_rng(1).uniform(-0.9, 0.9, (2, 501))).astype(np.float32)
+    path = str(tmp_path / "w.wav")
+    write_audio(path, x, 16000)
+    assert audio_info(path).frames == 501 and audio_info(path).sample_rate == 16000
+    np.testing.assert_allclose(read_audio(path), x, atol=1 / 32767)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.wav"]  # no temp file left
+    with pytest.raises(ValueError, match="shape"):
+        write_audio(path, x.T, 16000)
+    with pytest.raises(ValueError, match="start"):
+        read_audio(path, start=-1)
