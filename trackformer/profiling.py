@@ -30,6 +30,6 @@ def _pushed(name: str):
 
 def nvtx_range(name: str):
     """Context manager: an NVTX range called ``name`` on CUDA machines, a no-op elsewhere and under compile."""
-    if not _nvtx_available() or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or not _nvtx_available():
         return _NULL
     return _pushed(name)

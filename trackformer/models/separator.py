@@ -3,9 +3,9 @@
 Shapes (B batch, C channels, T samples, F = n_fft/2 + 1 bins, L = 1 + T // hop frames, M sources):
   mixture (B, C, T) -> STFT (B, C, F, L) complex -> log(|X| + 1e-5) folded to (B, L, C*F), standardised per
   example (zero mean, unit variance: gain-invariant) -> Linear -> (B, L, d)
-  + sinusoidal positions -> n_layers x [x + Drop(Attn(LN x)); x + Drop(FFN(LN x)), FFN = Linear, GELU, Drop,
-  Linear] -> LN -> Linear d -> M*C*F -> softmax over M -> masks (B, M, C, F, L) -> masks * STFT -> iSTFT
-  -> estimates (B, M, C, T).
+  + sinusoidal positions -> n_layers x [x + Attn(LN x); x + Drop(FFN(LN x)), FFN = Linear, GELU, Drop, Linear;
+  FavorAttention applies the dropout to its own output] -> LN -> Linear d -> M*C*F -> softmax over M
+  -> masks (B, M, C, F, L) -> masks * STFT -> iSTFT -> estimates (B, M, C, T).
 
 Positions are fixed sinusoids (Vaswani et al.) added after the input Linear: FAVOR+ attention is
 permutation-invariant, and sinusoids work for any number of frames (30 s at 44.1 kHz is 5,168) with no
@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from trackformer.kernels.favor.op import HEAD_DIMS, MAX_FEATURES
 from trackformer.models._checks import check_mixture
 from trackformer.models.stft import istft, stft
 from trackformer.nn import FavorAttention
@@ -65,6 +66,12 @@ class SeparatorConfig:
             raise ValueError(f"SeparatorConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if self.attention not in ("favor", "softmax"):
             raise ValueError(f"SeparatorConfig.attention must be 'favor' or 'softmax', got {self.attention!r}")
+        if self.attention == "favor" and self.d_model // self.n_heads not in HEAD_DIMS:
+            raise ValueError(f"SeparatorConfig: FAVOR+ needs d_model / n_heads in {HEAD_DIMS}, got "
+                             f"{self.d_model} / {self.n_heads}")
+        if self.nb_features % 16 or self.nb_features > MAX_FEATURES:
+            raise ValueError(f"SeparatorConfig.nb_features must be a multiple of 16 up to {MAX_FEATURES}, "
+                             f"got {self.nb_features}")
 
     @property
     def n_freqs(self) -> int:
@@ -107,7 +114,7 @@ class EncoderBlock(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.norm1(x)))
+        x = x + self.attn(self.norm1(x))  # FavorAttention drops out its own output
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -140,10 +147,13 @@ class PerformerSeparator(nn.Module):
         skip = () if include_pretraining else ("mask_token", "mae_head.")
         return sum(p.numel() for n, p in self.named_parameters() if not n.startswith(skip))
 
-    def redraw_features(self) -> None:
-        """Draws new random-feature projections in every layer (a no-op for attention="softmax")."""
-        for block in self.blocks:
-            block.attn.redraw_features()
+    def redraw_features(self, generator: torch.Generator | None = None) -> bool:
+        """Draws new random-feature projections in every layer, in training mode only (eval keeps them fixed).
+
+        ``generator``: optional CPU generator for reproducible draws. Returns whether anything was redrawn. With
+        attention="softmax" the projections are unused, so the outputs do not change.
+        """
+        return all([block.attn.redraw_features(generator) for block in self.blocks])
 
     # ----------------------------------------------------------------------------------------------- pieces
     def spectrogram(self, mixture: torch.Tensor) -> torch.Tensor:
