@@ -16,7 +16,7 @@ import triton.language as tl
 
 from trackformer._alloc import new_output
 
-from .triton_fwd import BLOCK_L_STATE, block_m, precision, project_tile, row_configs, split_rows
+from .triton_fwd import BLOCK_L_STATE, block_m, precision, row_configs, split_rows
 
 
 @triton.jit
@@ -39,6 +39,7 @@ def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, D: tl.constexpr, BLOC
     ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
     row = bh * L + offs_l
     qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
     qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
     dnum, dden = _row_grads(G, OUT, DEN, ptrs, row, mask_l)
     acc = tl.zeros((BLOCK_L, D), dtype=tl.float32)
@@ -49,7 +50,7 @@ def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, D: tl.constexpr, BLOC
         w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
         sb = tl.load(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
         zb = tl.load(Z + bh * M + offs_m, mask=mask_m, other=0.0)
-        u, hq = project_tile(qt, w, s, INPUT_PRECISION)
+        u = tl.dot(qt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         e = tl.where(mask_m[None, :], tl.exp(u - hq[:, None] - qmax[:, None]), 0.0)
         dphi = tl.dot(dnum, tl.trans(sb), input_precision=INPUT_PRECISION) + dden[:, None] * zb[None, :]
         t = dphi * e
@@ -81,7 +82,8 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
         qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
         qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
         dnum, dden = _row_grads(G, OUT, DEN, ptrs, row, mask_l)  # zero on masked rows
-        u, hq = project_tile(qt, w, s, INPUT_PRECISION)
+        hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
+        u = tl.dot(qt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         phi = tl.exp(u - hq[:, None] - qmax[:, None]) + eps
         acc += tl.dot(tl.trans(phi), dnum, input_precision=INPUT_PRECISION)
         acc_z += tl.sum(phi * dden[:, None], axis=0)
@@ -101,6 +103,7 @@ def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, D: tl.constexpr, BL
     ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
     kt = tl.load(K + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     vt = tl.load(V + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
     kmax = tl.load(KMAX + bh)
     acc_k = tl.zeros((BLOCK_L, D), dtype=tl.float32)
     acc_v = tl.zeros((BLOCK_L, D), dtype=tl.float32)
@@ -111,7 +114,7 @@ def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, D: tl.constexpr, BL
         w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
         dsb = tl.load(DS + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
         dzb = tl.load(DZ + bh * M + offs_m, mask=mask_m, other=0.0)
-        u, hk = project_tile(kt, w, s, INPUT_PRECISION)
+        u = tl.dot(kt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         e = tl.where(mask_m[None, :], tl.exp(u - hk[:, None] - kmax), 0.0)
         acc_v += tl.dot(e + eps, dsb, input_precision=INPUT_PRECISION)  # dsb is 0 on masked features
         t = (tl.dot(vt, tl.trans(dsb), input_precision=INPUT_PRECISION) + dzb[None, :]) * e

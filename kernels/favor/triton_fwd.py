@@ -7,7 +7,8 @@ Three launches, all math in float32 (inputs are converted right after loading):
 2. ``_kv_reduce_kernel``, grid (B·H, m-blocks): global key max over every partial, rescales each partial by
    exp(max_p − max), adds eps·Σv and eps·L: S (B·H, m, D), z (B·H, m), key max (B·H).
 3. ``_attend_kernel``, grid (B·H, L-tiles): per query tile, streams feature blocks with an online row max
-   (flash-attention style), out = (Σ exp(u − h − max) S + eps ΣS) / (Σ exp(u − h − max) z + eps Σz).
+   (flash-attention style), out = (Σ_r exp(u_r − h − max) S_r + eps Σ_r S_r) / (Σ_r exp(u_r − h − max) z_r
+   + eps Σ_r z_r); the two eps sums are taken once per (batch, head) beforehand.
 The m^(-1/2) factor of φ cancels in the ratio and is omitted (as in ``chunked``).
 """
 
@@ -51,17 +52,9 @@ def split_rows(length: int, block_l: int, programs: int, device: torch.device):
 def row_configs():
     """Autotune configs for the per-row-tile kernels (a single one under the interpreter)."""
     if interpreting():
-        return [triton.Config({"BLOCK_L": 32}, num_warps=4)]
+        return [triton.Config({"BLOCK_L": 64}, num_warps=4)]
     return [triton.Config({"BLOCK_L": bl}, num_warps=w, num_stages=st)
             for bl in (32, 64, 128) for w in (4, 8) for st in (2, 3)]
-
-
-@triton.jit
-def project_tile(x, w, s, INPUT_PRECISION: tl.constexpr):
-    """u = s·x Wᵀ (BLOCK_L, BLOCK_M) and h = s²‖x‖²/2 (BLOCK_L,) for an fp32 row tile x and feature block w."""
-    u = tl.dot(x, tl.trans(w), input_precision=INPUT_PRECISION) * s
-    h = tl.sum(x * x, axis=1) * (s * s * 0.5)
-    return u, h
 
 
 @triton.jit
@@ -89,9 +82,10 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TI
         ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
         kt = tl.load(K + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
         vt = tl.load(V + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
-        u, hk = project_tile(kt, w, s, INPUT_PRECISION)
+        hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
+        u = tl.dot(kt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         u = tl.where(mask_l[:, None] & mask_m[None, :], u, float("-inf"))
-        new_max = tl.maximum(run_max, tl.max(tl.max(u, axis=1), axis=0))
+        new_max = tl.maximum(run_max, tl.max(u))
         alpha = tl.exp(run_max - new_max)
         p = tl.exp(u - hk[:, None] - new_max)
         acc = acc * alpha + tl.dot(tl.trans(p), vt, input_precision=INPUT_PRECISION)
@@ -136,7 +130,7 @@ def _kv_reduce_kernel(A_PART, Z_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_S
 
 @triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
 @triton.jit
-def _attend_kernel(Q, W, S, Z, OUT, QMAX, DEN, L, M, s, eps, D: tl.constexpr, BLOCK_L: tl.constexpr,
+def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, M, s, eps, D: tl.constexpr, BLOCK_L: tl.constexpr,
                    BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -144,29 +138,26 @@ def _attend_kernel(Q, W, S, Z, OUT, QMAX, DEN, L, M, s, eps, D: tl.constexpr, BL
     offs_d = tl.arange(0, D)
     ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
     qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
     run_max = tl.full((BLOCK_L,), float("-inf"), dtype=tl.float32)
     num = tl.zeros((BLOCK_L, D), dtype=tl.float32)
     den = tl.zeros((BLOCK_L,), dtype=tl.float32)
-    s_sum = tl.zeros((D,), dtype=tl.float32)
-    z_sum = tl.zeros((BLOCK_M,), dtype=tl.float32)
     for m0 in range(0, M, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         mask_m = offs_m < M
         w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
         sb = tl.load(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
         zb = tl.load(Z + bh * M + offs_m, mask=mask_m, other=0.0)
-        u, hq = project_tile(qt, w, s, INPUT_PRECISION)
+        u = tl.dot(qt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         u = tl.where(mask_m[None, :], u, float("-inf"))
         new_max = tl.maximum(run_max, tl.max(u, axis=1))
         alpha = tl.exp(run_max - new_max)
         p = tl.exp(u - hq[:, None] - new_max[:, None])
         num = num * alpha[:, None] + tl.dot(p, sb, input_precision=INPUT_PRECISION)
         den = den * alpha + tl.sum(p * zb[None, :], axis=1)
-        s_sum += tl.sum(sb, axis=0)
-        z_sum += zb
         run_max = new_max
-    num += eps * s_sum[None, :]
-    den += eps * tl.sum(z_sum, axis=0)
+    num += eps * tl.load(S_SUM + bh * D + offs_d)[None, :]
+    den += eps * tl.load(Z_SUM + bh)
     tl.store(OUT + ptrs, (num / den[:, None]).to(OUT.dtype.element_ty), mask=mask_l[:, None])
     tl.store(QMAX + bh * L + offs_l, run_max, mask=mask_l)
     tl.store(DEN + bh * L + offs_l, den, mask=mask_l)
@@ -205,6 +196,7 @@ def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: tor
     qmax = new_output((b, h, length), dtype=torch.float32, device=q.device)
     den = new_output((b, h, length), dtype=torch.float32, device=q.device)
     grid = lambda meta: (b * h, triton.cdiv(length, meta["BLOCK_L"]))
-    _attend_kernel[grid](q, w, state_s, state_z, out, qmax, den, length, m, d ** -0.25, eps,
+    _attend_kernel[grid](q, w, state_s, state_z, state_s.sum(dim=2), state_z.sum(dim=2), out, qmax, den,
+                         length, m, d ** -0.25, eps,
                          D=d, BLOCK_M=block_m(m), INPUT_PRECISION=precision(q.dtype))
     return out, qmax, den
