@@ -54,7 +54,7 @@ def search(gram: torch.Tensor, cross: torch.Tensor, energy: torch.Tensor, tau: f
     Runs ``torch.ops.trackformer.mixit_search`` (C++ with the examples in parallel, or CUDA: one block per
     example). Raises ValueError for non-finite statistics on the CPU; on CUDA such an example gets a NaN loss.
     """
-    return _ext.ops().mixit_search(gram.contiguous(), cross.contiguous(), energy.contiguous(), float(tau))
+    return torch.ops.trackformer.mixit_search(gram.contiguous(), cross.contiguous(), energy.contiguous(), float(tau))
 
 
 @torch.library.register_fake("trackformer::mixit_search")

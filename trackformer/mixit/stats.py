@@ -79,7 +79,7 @@ def statistics(est: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torc
     """
     dtype = torch.promote_types(est.dtype, mix.dtype)
     est, mix = est.detach().to(dtype).contiguous(), mix.detach().to(dtype).contiguous()
-    return _ext.ops().mixit_stats(est, mix)
+    return torch.ops.trackformer.mixit_stats(est, mix)
 
 
 @torch.library.register_fake("trackformer::mixit_stats")

@@ -1,0 +1,162 @@
+"""The compiled MixIT ops directly: torch.ops.trackformer.mixit_stats / mixit_search against plain PyTorch."""
+
+import math
+
+import pytest
+import torch
+
+import trackformer.mixit  # noqa: F401  (loads the ops and their fake registrations)
+from trackformer.mixit import best_assignment, mixit_loss
+from trackformer.mixit.search import search_reference
+from trackformer.mixit.stats import statistics_reference
+
+ops = torch.ops.trackformer
+
+
+def _stats(b, m, n, length, dtype=torch.float32, device="cpu"):
+    est = torch.randn(b, m, length, dtype=torch.float64)
+    mix = torch.randn(b, n, length, dtype=torch.float64) + est[:, :n]
+    return statistics_reference(est.to(device=device, dtype=dtype), mix.to(device=device, dtype=dtype))
+
+
+@pytest.mark.parametrize("m,n,b", [(2, 2, 1), (5, 2, 3), (7, 3, 2), (6, 6, 2), (16, 2, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("snr_max", [30.0, 0.0])
+def test_search_op_matches_reference(m, n, b, dtype, snr_max):
+    g, c, e = _stats(b, m, n, 37, dtype)
+    tau = 10 ** (-snr_max / 10)
+    assignment, loss = ops.mixit_search(g, c, e, tau)
+    ref_assignment, ref_loss = search_reference(g, c, e, tau)
+    assert assignment.dtype == torch.int64 and loss.dtype == dtype
+    assert torch.equal(assignment, ref_assignment)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0)
+
+
+def test_search_op_ties_and_silence():
+    g, c, e = (torch.zeros(2, 4, 4), torch.zeros(2, 4, 2), torch.zeros(2, 2))
+    assignment, loss = ops.mixit_search(g, c, e, 1e-3)
+    assert assignment.tolist() == [[0] * 4] * 2
+    torch.testing.assert_close(loss, torch.full((2,), -80.0))
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-12), (torch.float16, 1e-5),
+                                        (torch.bfloat16, 1e-5)])
+@pytest.mark.parametrize("m,n,length", [(1, 1, 1), (3, 2, 257), (8, 2, 1001), (16, 16, 5)])
+def test_stats_op_matches_reference(dtype, rtol, m, n, length):
+    est, mix = torch.randn(2, m, length).to(dtype), torch.randn(2, n, length).to(dtype)
+    g, c, e = ops.mixit_stats(est, mix)
+    ref = statistics_reference(est.double(), mix.double())
+    want = torch.float64 if dtype == torch.float64 else torch.float32
+    for got, expected in zip((g, c, e), ref):
+        assert got.dtype == want
+        # reference in float64 on the same (rounded) inputs; errors relative to the energies involved
+        scale = length if length > 1 else 10.0
+        torch.testing.assert_close(got.double(), expected, rtol=rtol, atol=rtol * scale)
+    assert torch.equal(g, g.transpose(1, 2))
+
+
+def test_stats_duplicate_rows_are_bitwise_equal():
+    est = torch.randn(1, 3, 999)
+    est = torch.cat([est, est.flip(1)], 1)          # rows 0..2 equal rows 5..3
+    g, c, _ = ops.mixit_stats(est, torch.randn(1, 2, 999))
+    assert torch.equal(g[0, 0], g[0, 5]) and torch.equal(g[0, 1], g[0, 4]) and torch.equal(c[0, 1], c[0, 4])
+    assert g[0, 0, 0] == g[0, 5, 5] == g[0, 0, 5]
+
+
+def test_ops_opcheck():
+    g, c, e = _stats(2, 4, 2, 20)
+    torch.library.opcheck(ops.mixit_search, (g, c, e, 1e-3))
+    torch.library.opcheck(ops.mixit_stats, (torch.randn(2, 4, 33), torch.randn(2, 2, 33)))
+
+
+def test_loss_compiles_fullgraph():
+    est, mix = torch.randn(2, 4, 2, 100, requires_grad=True), torch.randn(2, 2, 2, 100)
+    compiled = torch.compile(mixit_loss, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(est, mix), mixit_loss(est, mix))
+
+
+def test_search_op_errors():
+    g, c, e = _stats(2, 4, 2, 20)
+    with pytest.raises(ValueError, match=r"gram must be \(B, M, M\)"):
+        ops.mixit_search(g[:, :3], c, e, 1e-3)
+    with pytest.raises(ValueError, match=r"energy must be \(B, N\)"):
+        ops.mixit_search(g, c, e[:1], 1e-3)
+    with pytest.raises(ValueError, match="2 <= N <= M"):
+        ops.mixit_search(g[:, :1, :1], c[:, :1], e, 1e-3)
+    with pytest.raises(TypeError, match="float32 or all float64"):
+        ops.mixit_search(g.double(), c, e, 1e-3)
+    with pytest.raises(ValueError, match="tau"):
+        ops.mixit_search(g, c, e, -1.0)
+    with pytest.raises(ValueError, match="contiguous"):
+        ops.mixit_search(g.transpose(1, 2), c, e, 1e-3)
+    bad = c.clone()
+    bad[1, 0, 0] = math.nan
+    with pytest.raises(ValueError, match="example 1 has non-finite"):
+        ops.mixit_search(g, bad, e, 1e-3)
+
+
+def test_stats_op_errors():
+    est, mix = torch.randn(2, 4, 10), torch.randn(2, 2, 10)
+    with pytest.raises(TypeError, match="one dtype"):
+        ops.mixit_stats(est, mix.double())
+    with pytest.raises(TypeError, match="one dtype"):
+        ops.mixit_stats(est.int(), mix.int())
+    with pytest.raises(ValueError, match="batch or length"):
+        ops.mixit_stats(est, mix[:, :, :9])
+    with pytest.raises(ValueError, match=r"\(B, M, L\)"):
+        ops.mixit_stats(est[0], mix)
+
+
+# ----------------------------------------------------------------------------------------------------- CUDA
+@pytest.mark.gpu
+@pytest.mark.parametrize("m,n", [(2, 2), (4, 2), (8, 2), (8, 3), (12, 2), (16, 2), (10, 4)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_search_cuda_equals_cpu(m, n, dtype):
+    g, c, e = _stats(6, m, n, 50, dtype)
+    g[0], c[0], e[0] = 0, 0, 0                      # all tied
+    g[1, :, 1], g[1, 1, :], c[1, 1] = g[1, :, 0], g[1, 0, :], c[1, 0]   # estimates 0 and 1 duplicated
+    g[1, 1, 1] = g[1, 0, 0]
+    cpu = ops.mixit_search(g, c, e, 1e-3)
+    gpu = ops.mixit_search(g.cuda(), c.cuda(), e.cuda(), 1e-3)
+    assert torch.equal(gpu[0].cpu(), cpu[0])
+    torch.testing.assert_close(gpu[1].cpu(), cpu[1], rtol=1e-12 if dtype == torch.float64 else 1e-6, atol=0)
+
+
+@pytest.mark.gpu
+def test_search_cuda_nonfinite_gives_nan():
+    g, c, e = (t.cuda() for t in _stats(2, 4, 2, 20))
+    c[1, 0, 0] = math.inf
+    assignment, loss = ops.mixit_search(g, c, e, 1e-3)
+    assert torch.isnan(loss[1]) and torch.isfinite(loss[0]) and (assignment[1] == 0).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("b,m,n,length", [(1, 2, 2, 1), (3, 8, 2, 132_301), (2, 16, 16, 777), (4, 12, 2, 2_646_003)])
+def test_stats_cuda_matches_reference(dtype, b, m, n, length):
+    est = torch.randn(b, m, length, device="cuda").to(dtype)
+    mix = torch.randn(b, n, length, device="cuda").to(dtype)
+    got = ops.mixit_stats(est, mix)
+    ref = statistics_reference(est.double(), mix.double())
+    rtol = 1e-12 if dtype == torch.float64 else 1e-5
+    for x, y in zip(got, ref):
+        torch.testing.assert_close(x.double(), y, rtol=rtol, atol=rtol * math.sqrt(length) * 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("channels", [None, 2])
+def test_loss_cuda_matches_cpu(channels):
+    shape = (4, 8) + ((channels,) if channels else ()) + (10_001,)
+    est = torch.randn(shape, dtype=torch.float64)
+    mix = torch.randn((4, 2) + shape[2:], dtype=torch.float64) + est[:, :2]
+    est_cuda = est.cuda().requires_grad_(True)
+    est.requires_grad_(True)
+    cpu = mixit_loss(est, mix, return_assignment=True)
+    gpu = mixit_loss(est_cuda, mix.cuda(), return_assignment=True)
+    assert torch.equal(gpu[1].cpu(), cpu[1])
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0])
+    cpu[0].backward()
+    gpu[0].backward()
+    torch.testing.assert_close(est_cuda.grad.cpu(), est.grad)
+    assert torch.equal(best_assignment(est_cuda.float(), mix.cuda().float())[0].cpu(),
+                       best_assignment(est.float(), mix.float())[0])
