@@ -115,7 +115,7 @@ def test_cuda_forward_backward_matches_cpu():
         ref = model(x)
     cuda = model.cuda()
     out = cuda(x.cuda())
-    torch.testing.assert_close(out.cpu(), ref, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(out.cpu(), ref, rtol=1e-2, atol=1e-3)  # cuDNN may use TF32 for fp32 convs
     out.square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in cuda.parameters())
     with pytest.raises(ValueError, match="model is on"):

@@ -219,19 +219,21 @@ class PerformerSeparator(nn.Module):
         """
         if not isinstance(mask_ratio, (int, float)) or not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio!r}")
-        spec = self.spectrogram(mixture)
+        self._check(mixture)
         if generator is not None and generator.device.type != mixture.device.type:
             raise ValueError(f"generator is on {generator.device} but the mixture is on {mixture.device}")
-        target = self._features(spec)  # (B, L, C*F) float32, no gradient needed
+        with nvtx_range("stft"):
+            target = self._features(self._stft(mixture))  # (B, L, C*F) float32, no gradient needed
         b, l, _ = target.shape
         n_mask = min(l, max(1, round(mask_ratio * l)))
         chosen = torch.rand(b, l, generator=generator, device=mixture.device).topk(n_mask, dim=1).indices
         masked = torch.zeros(b, l, dtype=torch.bool, device=mixture.device).scatter_(1, chosen, True)
         h = self.input_proj(target.to(self.input_proj.weight.dtype))
         h = torch.where(masked[..., None], self.mask_token.to(h.dtype), h)
-        pred = self.mae_head(self._encode(self._add_positions(h)))
-        err = (pred.float() - target).pow(2).mean(dim=-1)  # (B, L)
-        return (err * masked).sum() / (b * n_mask)
+        h = self._encode(self._add_positions(h))
+        with nvtx_range("mae_head"):
+            err = (self.mae_head(h).float() - target).pow(2).mean(dim=-1)  # (B, L)
+            return (err * masked).sum() / (b * n_mask)
 
     def encoder_state_dict(self) -> dict:
         """The encoder's part of the state dict (input Linear, blocks, final LN): what MAE pre-training passes on."""
