@@ -203,7 +203,7 @@ class PerformerSeparator(nn.Module):
         with nvtx_range("masks"):
             l = spec.shape[-1]
             logits = self.mask_head(h).view(b, l, cfg.n_sources, c, cfg.n_freqs)
-            masks = torch.softmax(logits.float(), dim=2).permute(0, 2, 3, 4, 1)  # (B, M, C, F, L)
+            masks = torch.softmax(logits, dim=2, dtype=torch.float32).permute(0, 2, 3, 4, 1)  # (B, M, C, F, L)
             est_spec = masks * spec.unsqueeze(1)
         with nvtx_range("istft"):
             estimates = istft(est_spec, cfg.n_fft, cfg.hop, self.window.float(), t).to(mixture.dtype)
