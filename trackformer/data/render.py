@@ -250,22 +250,36 @@ def render_chorales(out_dir: str, *, n: int | None = None, sample_rate: int = 44
     target = len(paths) if n is None else n
     bar = tqdm(total=target, unit="song", desc="render chorales", disable=not progress)
     args = (out_dir, sample_rate, seed, soundfont, fluidsynth)
-    ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx) if workers > 1 else None
+    pool = None
     pending, todo = deque(), iter(paths)
+
+    def schedule(path):
+        """A finished result for a song already there; else a future (pool) or None (render inline later)."""
+        nonlocal pool
+        name = os.path.splitext(os.path.basename(path))[0]
+        final = os.path.join(out_dir, song_id(name, seed, sample_rate))
+        if os.path.isfile(os.path.join(final, "data.json")):
+            return {"name": name, "status": "exists"}
+        if workers == 1:
+            return None
+        if pool is None:  # fork: workers start in milliseconds and only run music21, pretty_midi and fluidsynth
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+        return pool.submit(render_one, path, *args)
+
     try:
         # results are taken in corpus order, so which n songs get committed never depends on timing
-        while summary["rendered"] + summary["existing"] < target:
-            while len(pending) < (2 * workers if pool else 1):
+        while (done := summary["rendered"] + summary["existing"]) < target:
+            while len(pending) < min(2 * workers, target - done):  # no more in flight than still needed
                 p = next(todo, None)
                 if p is None:
                     break
-                pending.append((p, pool.submit(render_one, p, *args) if pool else None))
+                pending.append((p, schedule(p)))
             if not pending:
                 break
-            p, fut = pending.popleft()
+            p, job = pending.popleft()
             try:
-                r = fut.result() if fut else render_one(p, *args)
+                r = job if isinstance(job, dict) else job.result() if job is not None else render_one(p, *args)
             except Exception as e:  # one bad piece must not stop the others; it is reported
                 summary["skipped"].append((os.path.basename(p), f"{type(e).__name__}: {e}"))
                 continue
@@ -279,9 +293,10 @@ def render_chorales(out_dir: str, *, n: int | None = None, sample_rate: int = 44
             bar.update()
     finally:
         bar.close()
-        if pool:
-            for _, fut in pending:
-                fut.cancel()
+        if pool is not None:
+            for _, job in pending:
+                if isinstance(job, cf.Future):
+                    job.cancel()
             pool.shutdown(wait=True)
             remove_stale_temp(out_dir)  # songs rendered beyond n (in flight when the target was reached)
     summary["wall_seconds"] = time.perf_counter() - t0

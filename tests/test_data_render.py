@@ -1,0 +1,79 @@
+"""render_chorales: 4 equal-length stems that do not clip, MoisesDB reads them, idempotent, atomic, tool lookup."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from trackformer.data import MoisesDB, find_fluidsynth, find_soundfont, render_chorales
+from trackformer.data.render import INSTRUMENTS, PARTS, list_chorales
+
+pytest.importorskip("music21", reason="music21 is not installed (pip install 'trackformer[render]')")
+pytest.importorskip("pretty_midi", reason="pretty-midi is not installed (pip install 'trackformer[render]')")
+needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None,
+                                      reason="fluidsynth is not installed (apt-get install fluidsynth)")
+SR = 22050  # half the default rate: the same code path, half the rendering time
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("chorales"))
+    summary = render_chorales(out, n=2, sample_rate=SR, seed=0, workers=1, progress=False)
+    return out, summary
+
+
+@needs_fluidsynth
+def test_two_chorales_render_to_moisesdb_layout(rendered):
+    out, summary = rendered
+    assert summary["rendered"] == 2 and summary["existing"] == 0 and summary["audio_seconds"] > 20
+    db = MoisesDB(out, sample_rate=SR)
+    assert len(db) == 2 and db.skipped == []
+    assert not [e for e in os.listdir(out) if e.startswith(".tmp-")]
+    for song in db:
+        assert song.stem_names == list(PARTS) and song.meta["artist"] == "J. S. Bach"
+        infos = [t for s in song.stems for t in s.tracks]
+        assert len({t.frames for t in infos}) == 1 and {t.sample_rate for t in infos} == {SR}  # equal length
+        x = song.load_stems().numpy()
+        assert x.shape[:2] == (4, 2)
+        mix_peak = np.abs(x.sum(0)).max()
+        assert 0.7 < mix_peak <= 0.81  # normalised to 0.8: never clips
+        assert (np.sqrt((x ** 2).mean(axis=(1, 2))) > 1e-3).all()  # every part sounds
+        with open(os.path.join(song.path, "data.json")) as f:
+            render = json.load(f)["render"]
+        programs = [render["programs"][v] for v in PARTS]
+        assert all(p in INSTRUMENTS[v] for v, p in zip(PARTS, programs))
+        assert len({p // 8 for p in programs}) == 4  # four different GM families
+        assert 56 <= render["bpm"] <= 96 and -5 <= render["transpose"] <= 5
+
+
+@needs_fluidsynth
+def test_rerun_is_idempotent_and_workers_do_not_change_the_selection(rendered):
+    out, _ = rendered
+    before = {e: os.path.getmtime(os.path.join(out, e, "data.json")) for e in os.listdir(out)}
+    os.makedirs(os.path.join(out, ".tmp-leftover-of-a-crash"))
+    again = render_chorales(out, n=3, sample_rate=SR, seed=0, workers=2, progress=False)
+    assert again["rendered"] == 1 and again["existing"] == 2
+    after = {e: os.path.getmtime(os.path.join(out, e, "data.json")) for e in os.listdir(out)}
+    assert len(after) == 3 and {e: after[e] for e in before} == before  # old songs untouched, no leftovers
+    sequential = [s.meta["song"] for s in MoisesDB(out)]
+    assert sorted(sequential) == sorted(os.path.basename(p)[:-4] for p in list_chorales()[:3])
+
+
+def test_chorale_list_and_tools():
+    paths = list_chorales()
+    assert len(paths) > 350 and os.path.basename(paths[0]).startswith("bwv1.")
+    assert find_soundfont().endswith(".sf2")
+    with pytest.raises(FileNotFoundError, match="nope.sf2"):
+        find_soundfont("/nope.sf2")
+    with pytest.raises(RuntimeError, match="not found"):
+        find_fluidsynth("/no/such/fluidsynth")
+    with pytest.raises(ValueError, match="n must be"):
+        render_chorales("/tmp/unused", n=-1)
+
+
+def test_missing_fluidsynth_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="apt-get install fluidsynth"):
+        find_fluidsynth()
