@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stems.")
     p.add_argument("-o", "--output", default=os.path.join("outputs", "demo"), help="default outputs/demo")
     p.add_argument("--minutes", type=float, default=6.0, help="training time budget (default 6)")
-    p.add_argument("--songs", type=int, default=24, help="chorales to render (default 24)")
+    p.add_argument("--songs", type=int, default=16, help="chorales to render (default 16)")
     _add_common(p)
     p.set_defaults(func=_cmd_demo)
     return parser
