@@ -22,8 +22,9 @@ class TrainConfig:
 
     A run stops at ``max_steps`` optimizer steps, or after ``epochs`` epochs of ``examples_per_epoch`` examples,
     whichever comes first (at least one must be set), or when ``max_minutes`` of wall time are used up.
-    ``model_config`` keys are those of the model (``trackformer.models.build_model``); ``sample_rate`` (and
-    ``channels`` for the Performer) are filled in from this config and must agree with it when given.
+    ``valid_examples=0`` turns validation off. ``model_config`` keys are those of the model
+    (``trackformer.models.build_model``); ``sample_rate`` (and ``channels`` for the Performer) are filled in
+    from this config and must agree with it when given.
     """
 
     model: str = "performer"
@@ -97,12 +98,12 @@ class TrainConfig:
         choice("data", DATA_SOURCES)
         if self.data != "synthetic" and not self.root:
             raise ValueError(f"TrainConfig.root (the dataset folder) is required for data={self.data!r}")
-        for name in ("synthetic_songs", "sample_rate", "batch_size", "examples_per_epoch", "valid_examples",
-                     "log_every", "eval_every", "checkpoint_every"):
+        for name in ("synthetic_songs", "sample_rate", "batch_size", "examples_per_epoch", "log_every", "eval_every",
+                     "checkpoint_every"):
             positive_int(name)
         if self.channels not in (1, 2):
             raise ValueError(f"TrainConfig.channels must be 1 or 2, got {self.channels!r}")
-        for name in ("warmup_steps", "redraw_every", "workers", "seed"):
+        for name in ("warmup_steps", "redraw_every", "workers", "seed", "valid_examples"):
             positive_int(name, allow_zero=True)
         for name in ("max_steps", "epochs", "decay_steps"):
             positive_int(name, allow_none=True)

@@ -1,0 +1,243 @@
+"""Trainer: learning, exact resume, checkpoints (atomic, validated), time budget, MAE → MixIT, config, CLI.
+
+Tiny Performer (2 layers, d_model 32, 16 features, n_fft 256) on 8 kHz mono synthetic music, 1 s segments,
+batch 4, no loader workers, CPU.
+"""
+
+import argparse
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from trackformer.train import (
+    PRESETS,
+    CheckpointError,
+    TrainConfig,
+    apply_overrides,
+    fit,
+    load_checkpoint,
+    load_config,
+    load_model,
+    preset,
+    pretrain,
+    save_config,
+)
+from trackformer.train.checkpoint import save_checkpoint
+from trackformer.train.cli import add_parser, config_from_args
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MODEL = dict(n_fft=256, hop=64, d_model=32, n_layers=2, n_heads=2, nb_features=16, ffn=64, dropout=0.0)
+
+
+def tiny(run_dir, **changes) -> TrainConfig:
+    values = dict(model="performer", model_config=dict(TINY_MODEL), data="synthetic", synthetic_songs=6,
+                  synthetic_seconds=3.0, sample_rate=8000, channels=1, segment_seconds=1.0, batch_size=4, lr=3e-3,
+                  warmup_steps=3, max_steps=4, examples_per_epoch=400, valid_examples=0, workers=0, log_every=1,
+                  eval_every=1000, checkpoint_every=1000, redraw_every=0, device="cpu", run_dir=str(run_dir))
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def train_losses(run_dir, key="loss"):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return [r[key] for r in records if r["kind"] == "train"]
+
+
+def assert_same_state(a: dict, b: dict, atol=0.0):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), rtol=0, atol=atol), f"{key} differs"
+
+
+# ------------------------------------------------------------------------------------------------ learning
+def test_mixit_loss_decreases(tmp_path):
+    """30 steps: the mean MixIT loss of the last 5 steps is at least 0.5 dB below that of the first 5."""
+    cfg = tiny(tmp_path, max_steps=30, eval_every=30, valid_examples=2)
+    path = fit(cfg)
+    losses = train_losses(cfg.run_dir)
+    assert len(losses) == 30
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.5, f"MixIT loss did not decrease: first 5 steps {first:.2f} dB, last 5 {last:.2f} dB"
+    payload = load_checkpoint(path)
+    assert payload["step"] == 30 and payload["stage"] == "mixit"
+    for key in ("loss", "n_eff", "mask_overlap", "mom_sisnri", "song_one_to_one_sisnri", "song_mixit_sisnri"):
+        assert key in payload["metrics"] and payload["metrics"][key] == payload["metrics"][key], key  # not NaN
+    assert 1.0 <= payload["metrics"]["n_eff"] <= 8.0
+
+
+def test_mae_loss_decreases_and_initialises_mixit(tmp_path):
+    """Audio-MAE: last 5 steps at least 20 % below the first 5; its encoder then initialises MixIT training."""
+    cfg = tiny(tmp_path / "mae", max_steps=30)
+    mae_path = pretrain(cfg)
+    losses = train_losses(cfg.run_dir)
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.8 * first, f"MAE loss did not decrease: {first:.3f} -> {last:.3f}"
+
+    # lr 1e-12: after one step the weights are the initial ones to 1e-6, so we see what init_from loaded
+    mixit = tiny(tmp_path / "mixit", max_steps=1, lr=1e-12, warmup_steps=0, init_from=mae_path)
+    model, _ = load_model(fit(mixit))
+    encoder = load_checkpoint(mae_path)["model"]["state"]
+    own = model.state_dict()
+    for key in model.encoder_state_dict():
+        assert torch.allclose(own[key], encoder[key], atol=1e-6), key
+    # only the encoder carries over: the MAE head trained in pre-training is left at its fresh initialisation
+    assert not torch.allclose(own["mae_head.weight"], encoder["mae_head.weight"], atol=1e-4)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    """6 steps in one go == 3 steps, stop, resume to 6: bitwise, with dropout, redraws, cosine lr, epoch crossing."""
+    changes = dict(model_config=dict(TINY_MODEL, dropout=0.1), redraw_every=2, lr_schedule="cosine",
+                   decay_steps=6, examples_per_epoch=8)  # 2 steps per epoch: resume at step 3 is mid-epoch
+    whole = fit(tiny(tmp_path / "whole", max_steps=6, **changes))
+    part = tiny(tmp_path / "part", max_steps=3, **changes)
+    fit(part)
+    assert load_checkpoint(os.path.join(part.run_dir, "checkpoints", "last.pt"))["step"] == 3
+    resumed = fit(part.replace(max_steps=6), resume=True)
+    a, b = load_checkpoint(whole), load_checkpoint(resumed)
+    assert b["step"] == 6 and b["epoch"] == a["epoch"] == 3
+    assert_same_state(a["model"]["state"], b["model"]["state"])
+    assert_same_state(a["optimizer"]["state"][0], b["optimizer"]["state"][0])
+    assert train_losses(tmp_path / "whole") == train_losses(part.run_dir)  # metrics.jsonl continued, no gaps
+
+
+def test_max_minutes_stops_with_checkpoint_and_resumes(tmp_path):
+    cfg = tiny(tmp_path, max_steps=1000, max_minutes=1e-5)
+    path = fit(cfg)
+    payload = load_checkpoint(path)
+    assert payload["step"] == 1 and payload["reason"] == "max_minutes"
+    more = fit(cfg.replace(max_minutes=None, max_steps=3), resume=True)
+    assert load_checkpoint(more)["step"] == 3
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-step run: (config, checkpoint path)."""
+    cfg = tiny(tmp_path_factory.mktemp("trained") / "run", max_steps=2)
+    return cfg, fit(cfg)
+
+
+def test_load_model_for_inference(trained):
+    cfg, path = trained
+    model, info = load_model(path)
+    assert not model.training
+    assert info["sample_rate"] == 8000 and info["channels"] == 1 and info["segment_seconds"] == 1.0
+    assert info["stage"] == "mixit" and info["step"] == 2 and info["name"] == "performer"
+    x = torch.randn(1, 1, 1234)
+    est = model(x)
+    assert est.shape == (1, 8, 1, 1234)
+    torch.testing.assert_close(est.sum(1), x, rtol=1e-4, atol=1e-4)
+
+
+def test_truncated_checkpoint_is_a_clear_error(trained, tmp_path):
+    cfg, path = trained
+    bad = tmp_path / "run" / "checkpoints" / "last.pt"
+    bad.parent.mkdir(parents=True)
+    data = open(path, "rb").read()
+    bad.write_bytes(data[: len(data) // 2])
+    for load in (load_checkpoint, load_model):
+        with pytest.raises(CheckpointError, match="truncated or corrupt") as err:
+            load(str(bad))
+        assert str(bad) in str(err.value)
+    with pytest.raises(CheckpointError, match=str(bad)):
+        fit(cfg.replace(run_dir=str(tmp_path / "run")), resume=True)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+def test_other_version_or_model_is_a_clear_error(trained, tmp_path):
+    cfg, path = trained
+    payload = torch.load(path, weights_only=True)
+    old = tmp_path / "old.pt"
+    torch.save(dict(payload, format_version=99), old)
+    with pytest.raises(CheckpointError, match="format version 99") as err:
+        load_model(str(old))
+    assert str(old) in str(err.value)
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save(dict(payload, model=dict(payload["model"], name="wavenet")), foreign)
+    with pytest.raises(CheckpointError, match="cannot build") as err:
+        load_model(str(foreign))
+    assert str(foreign) in str(err.value)
+
+    run = tmp_path / "run"
+    shutil.copytree(cfg.run_dir, run)
+    other_model = cfg.replace(run_dir=str(run), model_config=dict(TINY_MODEL, d_model=64))
+    with pytest.raises(CheckpointError, match="holds model") as err:
+        fit(other_model, resume=True)
+    assert os.path.join(str(run), "checkpoints", "last.pt") in str(err.value)
+    with pytest.raises(CheckpointError, match="'mixit' checkpoint"):
+        pretrain(cfg.replace(run_dir=str(run)), resume=True)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """An interrupted write leaves the previous checkpoint intact and no partial or temporary file."""
+    path = str(tmp_path / "last.pt")
+    save_checkpoint(path, dict(stage="mixit", step=1, config={}, model=dict(name="x", config={}, state={})))
+
+    def interrupted_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, dict(stage="mixit", step=2, config={}, model=dict(name="x", config={}, state={})))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["last.pt"]
+    assert load_checkpoint(path)["step"] == 1
+
+
+# ------------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_yaml_round_trip_and_config_files(name, tmp_path):
+    cfg = preset(name)
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(str(tmp_path / "c.yaml")) == cfg
+    assert load_config(os.path.join(ROOT, "configs", name.replace("-", "_") + ".yaml")) == cfg
+
+
+def test_config_overrides_and_errors(tmp_path):
+    cfg = apply_overrides(preset("tiny-cpu"), ["lr=3e-4", "model_config.d_model=128", "max_steps=null",
+                                               "epochs=2", "root=/data/x"])
+    assert cfg.lr == 3e-4 and cfg.model_config["d_model"] == 128 and cfg.max_steps is None and cfg.epochs == 2
+    with pytest.raises(ValueError, match="unknown TrainConfig key 'lrate'"):
+        apply_overrides(cfg, ["lrate=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        apply_overrides(cfg, ["lr"])
+    (tmp_path / "bad.yaml").write_text("lr: 1e-4\nbatchsize: 3\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown TrainConfig keys \['batchsize'\]"):
+        load_config(str(tmp_path / "bad.yaml"))
+    (tmp_path / "ok.yaml").write_text("lr: 1e-4\nmax_steps: 10\n")  # YAML 1.1 reads 1e-4 as a string
+    assert load_config(str(tmp_path / "ok.yaml")).lr == 1e-4
+    for bad, match in ((dict(batch_size=0), "batch_size"), (dict(amp="fp8"), "amp"),
+                       (dict(max_steps=None, epochs=None), "max_steps or epochs"),
+                       (dict(data="moisesdb", root=None), "root"), (dict(channels=3), "channels"),
+                       (dict(mae_mask_ratio=1.0), "mae_mask_ratio"), (dict(lr=float("nan")), "lr")):
+        with pytest.raises(ValueError, match=match):
+            preset("tiny-cpu").replace(**bad)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        fit(tiny(tmp_path / "amp", amp="bf16"))
+    with pytest.raises(ValueError, match="model_config.sample_rate=16000 disagrees"):
+        fit(tiny(tmp_path / "sr", model_config=dict(TINY_MODEL, sample_rate=16000)))
+
+
+def test_cli_builds_the_config_and_trains(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    config_file = tmp_path / "tiny.yaml"
+    save_config(tiny(tmp_path / "unused"), config_file)
+    args = parser.parse_args(["train", "--config", str(config_file), "--max-steps", "2", "--segment", "0.5",
+                              "--run-dir", str(tmp_path / "cli"), "--set", "model_config.ffn=32", "--device", "cpu"])
+    cfg = config_from_args(args)
+    assert (cfg.max_steps, cfg.segment_seconds, cfg.model_config["ffn"]) == (2, 0.5, 32)
+    assert args.func(args) == 0
+    assert load_checkpoint(str(tmp_path / "cli" / "checkpoints" / "last.pt"))["step"] == 2
+    assert "last checkpoint" in capsys.readouterr().out
+    args = parser.parse_args(["pretrain", "--preset", "tiny-cpu", "--root", "/x", "--data", "stems"])
+    assert config_from_args(args).data == "stems" and args.func is not None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--preset", "tiny-cpu", "--config", str(config_file)])
