@@ -95,14 +95,14 @@ def _training() -> list[Anchor]:
     ]:
         for batch, (ms, mib) in ((4, b4), (1, b1)):
             out.append(Anchor("training", T_CONVTASNET, "convtasnet",
-                              {"rate": rate, "segment_s": seg, "batch": batch, "precision": "fp32"},
+                              {"rate": rate, "segment_s": seg, "batch": batch},
                               {"ms": ms, "peak_mib": mib}))
     for rate, seg, perf, sdpa in [
         (16000, 3, (52.9, 335), (22.3, 200)), (16000, 10, (52.9, 1113), (23.6, 707)),
         (16000, 30, (53.4, 3325), (26.0, 2134)), (44100, 3, (51.4, 929), (20.6, 581)),
         (44100, 10, (57.3, 3026), (25.4, 1978)), (44100, 30, (80.5, 9081), (65.8, 5903)),
     ]:
-        case = {"rate": rate, "segment_s": seg, "batch": 4, "precision": "bf16"}
+        case = {"rate": rate, "segment_s": seg, "batch": 4}
         out.append(Anchor("training", T_SEPARATORS, "performer-pytorch-separator", case,
                           {"ms": perf[0], "peak_mib": perf[1]}))
         out.append(Anchor("training", T_SEPARATORS, "sdpa-transformer-separator", case,

@@ -1,0 +1,287 @@
+"""Markdown report of a run_all.py results file: each of our numbers beside its anchors, with ratios.
+
+For every row a suite marks as ours (``"ours": true``, or an impl named ours/trackformer/fused), the report
+prints each baseline row of the same suite measured in the same run at the same case (same values for every
+shape key the two rows share), the ratio baseline/ours (> 1: ours is faster or smaller), and ANCHORS.md's H200
+number for that baseline as context (benchmarks/anchors.py). Rows that ran out of memory or failed are listed,
+as is each suite's status, and ANCHORS.md's targets are checked where they apply.
+
+    python benchmarks/report.py results.json [-o report.md]
+    python benchmarks/report.py --steps STEPS.tsv --results results.json --gpu-report OUT_DIR   (gpu_check.sh)
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+from anchors import ANCHORS, CARD, PAPER, SOURCE, TARGETS
+from common import write_json
+
+IMPL_KEYS = ("impl", "name", "method", "variant", "backend")
+MS_KEYS = ("ms", "fwd_bwd_ms", "fwdbwd_ms", "time_ms", "median_ms", "step_ms")
+MIB_KEYS = ("peak_mib", "peak_extra_mib", "mem_mib", "memory_mib")
+OUR_NAMES = {"ours", "trackformer", "fused", "performer"}
+# Keys that describe the measurement, not the case (never used to match rows).
+# "precision" is how an impl ran (ours in bf16 vs ConvTasNet in fp32 is one comparison); "dtype" is a case key.
+NOT_CASE = set(IMPL_KEYS) | {"ours", "status", "error", "note", "card", "device", "suite", "size", "compile", "torch",
+                             "steps_per_epoch", "params", "samples", "precision"}
+CASE_KEEP = {"segment_s", "segment", "seconds"}  # case keys that look like measurements by their suffix
+_METRIC = re.compile(r"(ms|mib|_s|tflops|gbps|gb_s|tb_s|per_epoch|bytes|ratio|err|error|flops|bandwidth)$", re.I)
+# Case keys as suites may spell them -> the spelling ANCHORS uses.
+ALIASES = {"seq_len": "L", "length": "L", "frames": "L", "segment": "segment_s", "seconds": "segment_s",
+           "n_estimates": "M", "n_sources": "M", "sample_rate": "rate", "sr": "rate", "B": "batch"}
+DTYPES = {"bfloat16": "bf16", "torch.bfloat16": "bf16", "float16": "fp16", "torch.float16": "fp16", "half": "fp16",
+          "float32": "fp32", "torch.float32": "fp32", "float": "fp32"}
+# ANCHORS.md names -> names our suites give the same baseline (after _norm).
+IMPL_SYNONYMS = {"sdpa-transformer-separator": {"sdpa"}, "performer-pytorch-compiled": {"performer-pytorch-compile"},
+                 "vectorised-splitk": {"vectorized-splitk", "vectorised-split-k", "vectorized-split-k"},
+                 "vectorised-bmm": {"vectorized-bmm", "vectorised", "vectorized"}, "gram-bmm": {"gram"}}
+
+
+def _norm(name) -> str:
+    return re.sub(r"[\s_]+", "-", str(name).strip().lower())
+
+
+def impl_of(row: dict) -> str:
+    for k in IMPL_KEYS:
+        if k in row:
+            return str(row[k])
+    return "?"
+
+
+def is_ours(row: dict) -> bool:
+    return bool(row["ours"]) if "ours" in row else _norm(impl_of(row)) in OUR_NAMES
+
+
+def first(row: dict, keys):
+    for k in keys:
+        if row.get(k) is not None:
+            return row[k]
+    return None
+
+
+def case_of(row: dict) -> dict:
+    """The row's case: its shape keys under ANCHORS.md's spelling, dtypes as bf16/fp16/fp32."""
+    case = {}
+    for k, v in row.items():
+        if k in NOT_CASE or isinstance(v, (dict, list)) or (_METRIC.search(k) and k not in CASE_KEEP):
+            continue
+        key = ALIASES.get(k, k)
+        if key in ("dtype", "precision") and isinstance(v, str):
+            v = DTYPES.get(v, v)
+        case[key] = v
+    return case
+
+
+def same_case(a: dict, b: dict) -> bool:
+    """Rows measured at the same case: equal on every case key both have (and at least one shared)."""
+    shared = set(a) & set(b)
+    return bool(shared) and all(a[k] == b[k] for k in shared)
+
+
+def matches(anchor_case: dict, case: dict) -> bool:
+    return all(k in case and case[k] == v for k, v in anchor_case.items())
+
+
+def context_anchor(suite: str, impl: str, case: dict):
+    """ANCHORS.md's anchor for baseline ``impl`` at ``case`` (suite names like training_v100 map to training)."""
+    base_suite = suite.split("_")[0]
+    name = _norm(impl)
+    for a in ANCHORS:
+        if a.suite == base_suite and (name == a.impl or name in IMPL_SYNONYMS.get(a.impl, ())) \
+                and matches(a.case, case):
+            return a
+    return None
+
+
+def _fmt(v, unit="") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        v = f"{v:.3g}" if abs(v) < 10 else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.1f}"
+    return f"{v}{unit}"
+
+
+def _ratio(ref, ours) -> str:
+    return "–" if not ref or not ours else f"{ref / ours:.2f}×"
+
+
+def _case_text(case: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in case.items())
+
+
+def _anchor_text(a) -> str:
+    if a is None:
+        return "–"
+    ms, mib = a.values.get("ms"), a.values.get("peak_mib")
+    if ms is None and "ms" in a.values:
+        return "out of memory"
+    return f"{_fmt(ms)} ms" + (f" / {_fmt(mib)} MiB" if mib is not None else "")
+
+
+def suite_section(name: str, entry: dict) -> list[str]:
+    """Markdown lines for one suite: ours vs same-run baselines, context anchors, targets, failures."""
+    result = entry.get("result") or {}
+    rows = result.get("rows") or []
+    lines = [f"## {name}", "", f"Status: **{entry.get('status', '?')}**"
+             + (f" ({entry['seconds']:.0f} s)" if entry.get("seconds") is not None else "")
+             + (f"; card: {result['card']}" if result.get("card") else ""), ""]
+    if result.get("config"):
+        lines += [f"Config: `{json.dumps(result['config'], sort_keys=True)}`", ""]
+    ok = [r for r in rows if r.get("status", "ok") == "ok"]
+    ours = [r for r in ok if is_ours(r)]
+    base = [r for r in ok if not is_ours(r)]
+    if ours:
+        lines += ["| case | ours ms | ours MiB | anchor (same run) | anchor ms | time ratio | anchor MiB "
+                  f"| memory ratio | ANCHORS.md {CARD} (context) |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in ours:
+            case, ms, mib = case_of(r), first(r, MS_KEYS), first(r, MIB_KEYS)
+            partners = [b for b in base if same_case(case, case_of(b))]
+            for b in partners or [None]:
+                if b is None:
+                    lines.append(f"| {_case_text(case)} | {_fmt(ms)} | {_fmt(mib)} | (none run) | – | – | – | – | – |")
+                    continue
+                b_ms, b_mib = first(b, MS_KEYS), first(b, MIB_KEYS)
+                a = None if b.get("size") == "tiny" else context_anchor(name, impl_of(b), case_of(b))
+                lines.append(f"| {_case_text(case)} | {_fmt(ms)} | {_fmt(mib)} | {impl_of(b)} | {_fmt(b_ms)} | "
+                             f"{_ratio(b_ms, ms)} | {_fmt(b_mib)} | {_ratio(b_mib, mib)} | {_anchor_text(a)} |")
+        lines.append("")
+        lines += _targets(name, ours)
+    elif ok:
+        lines += ["No row is marked as ours (`\"ours\": true`); all rows:", ""]
+    failed = [r for r in rows if r.get("status", "ok") != "ok"]
+    if failed:
+        lines += ["Not measured:", ""]
+        for r in failed:
+            why = r.get("error") or r.get("note") or ""
+            lines.append(f"- {impl_of(r)} at {_case_text(case_of(r))}: **{r.get('status')}** {why}".rstrip())
+        lines.append("")
+    if rows:
+        lines += _all_rows(rows)
+    if entry.get("status") != "ok" and entry.get("log_tail"):
+        lines += ["Log tail:", "", "```", entry["log_tail"].rstrip(), "```", ""]
+    return lines
+
+
+def _targets(suite: str, ours: list[dict]) -> list[str]:
+    out = []
+    for t in TARGETS:
+        if t.suite != suite.split("_")[0]:
+            continue
+        for r in ours:
+            if r.get("size") == "tiny" or not matches(t.case, case_of(r)):
+                continue
+            value = first(r, MS_KEYS) if t.metric == "ms" else first(r, MIB_KEYS)
+            if value is None:
+                continue
+            verdict = "met" if value <= t.limit else "NOT met"
+            out.append(f"- target {t.text}: {_fmt(value)} at {_case_text(case_of(r))} → **{verdict}**")
+    return out + [""] if out else []
+
+
+def _all_rows(rows: list[dict]) -> list[str]:
+    keys = []
+    for r in rows:
+        keys += [k for k in r if k not in keys and k not in ("card", "error", "note")
+                 and not isinstance(r[k], (dict, list))]
+    lines = ["<details><summary>all rows</summary>", "", "| " + " | ".join(keys) + " |",
+             "|" + "---|" * len(keys)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
+    return lines + ["", "</details>", ""]
+
+
+def render(results: dict) -> str:
+    """The whole report (markdown) for a run_all.py results dict."""
+    lines = ["# trackformer benchmark report", "",
+             f"Card: **{results.get('card', '?')}**; device {results.get('device', '?')}; torch "
+             f"{results.get('torch', '?')} (CUDA {results.get('cuda') or '–'}); {results.get('created', '')}; "
+             f"{'quick set' if results.get('quick') else 'full set'}.", "",
+             "Ratios are anchor / ours measured in this run on this card (> 1: ours is faster or smaller). "
+             f"The last column is {SOURCE}, context only: absolute times differ between cards.", ""]
+    suites = results.get("suites", {})
+    lines += ["| suite | status | seconds | rows |", "|---|---|---|---|"]
+    for name, entry in suites.items():
+        rows = ((entry.get("result") or {}).get("rows")) or []
+        lines.append(f"| {name} | {entry.get('status', '?')} | {_fmt(entry.get('seconds'))} | {len(rows)} |")
+    lines.append("")
+    for name, entry in suites.items():
+        lines += suite_section(name, entry)
+    lines += ["## The paper, for context", "", f"{PAPER['source']}: {PAPER['epoch_speedup']}; SI-SNR (dB) per "
+              "segment length: " + "; ".join(
+                  f"{model} " + ", ".join(f"{s} s {('OOM' if v is None else f'{v:+.2f}')}"
+                                          for s, v in table.items())
+                  for model, table in PAPER["sisnr_db"].items()), ""]
+    return "\n".join(lines)
+
+
+def read_steps(path: str) -> list[dict]:
+    """gpu_check.sh's step table: one ``name<TAB>status<TAB>seconds<TAB>log`` line per step."""
+    steps = []
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                name, status, seconds, log = (line.rstrip("\n").split("\t") + ["", "", ""])[:4]
+                steps.append({"step": name, "status": status, "seconds": int(seconds or 0), "log": log})
+    return steps
+
+
+def gpu_report(steps: list[dict], results: dict | None, out_dir: str) -> None:
+    """Writes OUT_DIR/gpu_report.md (steps, then the benchmark report) and OUT_DIR/gpu_report.json."""
+    lines = ["# gpu_check report", "", "| step | status | seconds |", "|---|---|---|"]
+    lines += [f"| {s['step']} | {s['status']} | {s['seconds']} |" for s in steps]
+    lines += ["", "Every step's output is in gpu_check.log.", ""]
+    for s in steps:
+        if s["status"] != "ok" and not s["status"].startswith("skipped"):
+            tail = ""
+            try:
+                with open(s["log"], errors="replace") as f:
+                    tail = f.read()[-2500:]
+            except OSError:
+                pass
+            lines += [f"### {s['step']}: {s['status']}", "", "```", tail.rstrip(), "```", ""]
+    text = "\n".join(lines) + "\n"
+    text += render(results) if results else "No benchmark results (benchmarks/run_all.py wrote no results.json).\n"
+    with open(os.path.join(out_dir, "gpu_report.md"), "w") as f:
+        f.write(text)
+    write_json(os.path.join(out_dir, "gpu_report.json"), {"steps": steps, "benchmarks": results})
+
+
+def _load(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"report: cannot read results file {path}: {err}") from err
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("results", nargs="?", help="results JSON written by run_all.py")
+    p.add_argument("-o", "--output", help="write the markdown here (default: stdout)")
+    p.add_argument("--steps", help="gpu_check.sh mode: its step table (TSV)")
+    p.add_argument("--results", dest="results_opt", help="gpu_check.sh mode: run_all.py's results (may be absent)")
+    p.add_argument("--gpu-report", metavar="OUT_DIR", help="gpu_check.sh mode: write gpu_report.md/.json here")
+    args = p.parse_args(argv)
+    if args.gpu_report:
+        if not args.steps:
+            p.error("--gpu-report needs --steps")
+        path = args.results_opt
+        results = _load(path) if path and os.path.exists(path) else None
+        gpu_report(read_steps(args.steps), results, args.gpu_report)
+        return 0
+    if not args.results:
+        p.error("give a results JSON (or --gpu-report with --steps)")
+    text = render(_load(args.results))
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

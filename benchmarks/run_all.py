@@ -1,0 +1,192 @@
+"""Runs the benchmark suites, each in its own subprocess with a timeout, and writes one results file + a report.
+
+Suites: attention (bench_attention.py), mixit (bench_mixit.py), training (bench_training.py) and training_v100
+(bench_training.py --v100, CUDA only). Each is called as ``python SCRIPT --device DEV [--quick] --json FILE``;
+its stdout/stderr go to LOG_DIR/<suite>.log. A suite that times out, crashes or is missing is recorded with that
+status (and whatever JSON it wrote before, since suites may write after every row); nothing fails silently.
+``--budget-s`` bounds the whole run: each suite gets min(its timeout, what is left).
+
+    python benchmarks/run_all.py --device cuda --quick --out-dir DIR [--budget-s 280] [--suites training,mixit]
+
+Writes DIR/results.json (see benchmarks/README.md for its layout) and DIR/report.md (benchmarks/report.py).
+Exit status 0 when every suite that applies to the device finished ok, 1 otherwise.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from common import card_name, write_json
+from report import render
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """One benchmark script; timeouts in seconds for --quick and for the full set."""
+
+    name: str
+    script: str
+    extra: tuple = ()
+    quick_timeout: int = 90
+    full_timeout: int = 1800
+    cuda_only: bool = False
+
+
+SUITES = (
+    Suite("attention", "bench_attention.py", quick_timeout=90),
+    Suite("mixit", "bench_mixit.py", quick_timeout=60),
+    Suite("training", "bench_training.py", quick_timeout=120, full_timeout=3600),
+    Suite("training_v100", "bench_training.py", ("--v100", "--rates", "16000", "--models", "performer,convtasnet"),
+          quick_timeout=60, full_timeout=1200, cuda_only=True),
+)
+MIN_SECONDS = 15  # a suite is not started with less budget than this
+_RUNNING: list[subprocess.Popen] = []  # the suite in flight, killed with us (it runs in its own session)
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 5) -> None:
+    """SIGTERM, then SIGKILL, to the suite's whole process group."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _on_sigterm(signum, frame):
+    for proc in _RUNNING:
+        _kill_group(proc)
+    raise SystemExit(128 + signum)
+
+
+def _tail(path: str, chars: int = 3000) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-chars:]
+    except OSError:
+        return ""
+
+
+def _run(cmd: list[str], log_path: str, timeout: float) -> tuple[int | None, bool]:
+    """Runs ``cmd`` in its own process group, output to ``log_path``; returns (exit code, timed out)."""
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=os.path.dirname(HERE),
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        _RUNNING.append(proc)
+        try:
+            return proc.wait(timeout=timeout), False
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return proc.returncode, True
+        finally:
+            _RUNNING.remove(proc)
+
+
+def run_suite(suite: Suite, *, device: str, quick: bool, out_dir: str, log_dir: str, timeout: float) -> dict:
+    """Runs one suite; returns its entry for results.json (status, rc, seconds, command, log, result)."""
+    script = os.path.join(HERE, suite.script)
+    json_path = os.path.join(out_dir, f"{suite.name}.json")
+    log_path = os.path.join(log_dir, f"{suite.name}.log")
+    entry = {"status": None, "rc": None, "seconds": None, "timeout_s": round(timeout), "log": log_path,
+             "result": None}
+    if suite.cuda_only and torch.device(device).type != "cuda":
+        entry["status"] = "skipped: needs CUDA"
+        return entry
+    if not os.path.exists(script):
+        entry["status"] = f"missing: {suite.script} not found"
+        return entry
+    if timeout < MIN_SECONDS:
+        entry["status"] = f"skipped: only {timeout:.0f} s of the time budget left"
+        return entry
+    if os.path.exists(json_path):
+        os.remove(json_path)
+    cmd = [sys.executable, script, "--device", device, "--json", json_path, *(["--quick"] if quick else []),
+           *suite.extra]
+    entry["command"] = " ".join(cmd)
+    print(f"run_all: {suite.name} (timeout {timeout:.0f} s) ...", flush=True)
+    t0 = time.monotonic()
+    rc, timed_out = _run(cmd, log_path, timeout)
+    entry["seconds"] = time.monotonic() - t0
+    entry["rc"] = rc
+    try:
+        with open(json_path) as f:
+            entry["result"] = json.load(f)
+    except FileNotFoundError:
+        pass
+    except json.JSONDecodeError as err:
+        entry["json_error"] = f"{json_path}: {err}"
+    partial = " (partial results kept)" if entry["result"] else ""
+    if timed_out:
+        entry["status"] = f"timeout after {timeout:.0f} s{partial}"
+    elif rc != 0:
+        entry["status"] = f"failed (exit {rc}){partial}"
+    elif entry["result"] is None:
+        entry["status"] = "failed: exit 0 but no JSON written"
+    else:
+        entry["status"] = "ok"
+    if entry["status"] != "ok":
+        entry["log_tail"] = _tail(log_path)
+    print(f"run_all: {suite.name}: {entry['status']} in {entry['seconds']:.0f} s", flush=True)
+    return entry
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="each suite's quick set (fits gpu_check.sh's budget)")
+    p.add_argument("--out-dir", default="bench_out", help="results.json, report.md and the suites' JSON go here")
+    p.add_argument("--log-dir", default=None, help="suite logs (default: OUT_DIR/logs)")
+    p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget for all suites together")
+    p.add_argument("--suites", type=lambda s: s.split(","), default=[s.name for s in SUITES],
+                   help="comma-separated subset of " + ",".join(s.name for s in SUITES))
+    args = p.parse_args(argv)
+    known = {s.name: s for s in SUITES}
+    unknown = [s for s in args.suites if s not in known]
+    if unknown:
+        p.error(f"unknown suites {unknown}; choose from {list(known)}")
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda but torch sees no CUDA device")
+    signal.signal(signal.SIGTERM, _on_sigterm)  # gpu_check.sh's `timeout` must not leave a suite running
+    log_dir = args.log_dir or os.path.join(args.out_dir, "logs")
+    os.makedirs(args.out_dir, exist_ok=True)
+    os.makedirs(log_dir, exist_ok=True)
+    deadline = None if args.budget_s is None else time.monotonic() + args.budget_s
+    results = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "device": args.device, "card": card_name(args.device), "torch": torch.__version__,
+               "cuda": torch.version.cuda, "quick": args.quick, "budget_s": args.budget_s, "suites": {}}
+    results_path = os.path.join(args.out_dir, "results.json")
+    for name in args.suites:
+        suite = known[name]
+        timeout = suite.quick_timeout if args.quick else suite.full_timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+        results["suites"][name] = run_suite(suite, device=args.device, quick=args.quick, out_dir=args.out_dir,
+                                            log_dir=log_dir, timeout=timeout)
+        write_json(results_path, results)
+    report_path = os.path.join(args.out_dir, "report.md")
+    with open(report_path, "w") as f:
+        f.write(render(results))
+    print(f"run_all: wrote {results_path} and {report_path}")
+    bad = [n for n, e in results["suites"].items() if e["status"] not in ("ok", "skipped: needs CUDA")]
+    if bad:
+        print("run_all: not ok: " + ", ".join(f"{n} ({results['suites'][n]['status']})" for n in bad))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
