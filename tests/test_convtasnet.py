@@ -20,6 +20,28 @@ def test_default_parameter_count(default_model):
     assert sum(p.numel() for p in default_model.parameters()) == 5_381_169
 
 
+def test_state_dict_layout_follows_torchaudio(default_model):
+    keys = set(default_model.state_dict())
+    assert {"encoder.weight", "decoder.weight", "mask_generator.input_norm.weight",
+            "mask_generator.output_conv.weight", "mask_generator.conv_layers.0.conv_layers.3.weight",
+            "mask_generator.conv_layers.23.skip_out.weight"} <= keys
+    assert "mask_generator.conv_layers.23.res_out.weight" not in keys  # the last block has no residual output
+    assert "mask_generator.conv_layers.22.res_out.weight" in keys
+    assert default_model.mask_generator.conv_layers[7].conv_layers[3].dilation == (128,)  # 2^7, stack 1
+    assert default_model.mask_generator.conv_layers[8].conv_layers[3].dilation == (1,)  # stack 2 restarts
+
+
+def test_matches_torchaudio_when_installed():
+    ta_models = pytest.importorskip("torchaudio.models")
+    ref = ta_models.ConvTasNet(num_sources=3, enc_kernel_size=8, enc_num_feats=16, msk_kernel_size=3,
+                               msk_num_feats=8, msk_num_hidden_feats=12, msk_num_layers=3, msk_num_stacks=2).eval()
+    model = ConvTasNet(**SMALL).eval()
+    model.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 1, 203)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[:, :, 0], ref(x), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 2, 333), (2, 1, 201), (1, 2, 8)])
 def test_default_shapes_exact_length(default_model, shape):
     with torch.no_grad():

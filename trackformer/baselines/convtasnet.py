@@ -8,8 +8,10 @@ Architecture (torchaudio.models.ConvTasNet layout, written from its documented s
                then a residual 1x1 Conv H -> B (absent in the very last block) and a skip 1x1 Conv H -> B
             -> sum of skips -> PReLU -> 1x1 Conv B -> M*N -> sigmoid (or ReLU) masks
   decoder   ConvTranspose1d(N -> 1, kernel L, stride L/2, padding L/2, no bias) per source
-With 8 sources: 5,381,169 parameters. Each channel of a multi-channel mixture is separated on its own (channels
-are folded into the batch).
+With 8 sources: 5,381,169 parameters. Module and state-dict names follow torchaudio's (``encoder``,
+``mask_generator.*``, ``decoder``), so a torchaudio ConvTasNet state dict of the same configuration loads as is
+(checked once against torchaudio 2.11: identical outputs, bit for bit). Each channel of a multi-channel mixture
+is separated on its own (channels are folded into the batch).
 """
 
 import inspect
@@ -42,6 +44,35 @@ class _ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor):
         h = self.conv_layers(x)
         return (self.res_out(h) if self.res_out is not None else None), self.skip_out(h)
+
+
+class _MaskGenerator(nn.Module):
+    """The temporal convolutional network: encoded mixture (B', N, frames) -> masks (B', M, N, frames)."""
+
+    def __init__(self, n_sources: int, n_feats: int, kernel_size: int, bottleneck: int, hidden: int,
+                 n_layers: int, n_stacks: int, activate: str):
+        super().__init__()
+        self.n_sources, self.n_feats = n_sources, n_feats
+        self.input_norm = _gln(n_feats)
+        self.input_conv = nn.Conv1d(n_feats, bottleneck, 1)
+        self.conv_layers = nn.ModuleList(
+            _ConvBlock(bottleneck, hidden, kernel_size, dilation=2 ** layer,
+                       residual=not (stack == n_stacks - 1 and layer == n_layers - 1))
+            for stack in range(n_stacks) for layer in range(n_layers))
+        self.output_prelu = nn.PReLU()
+        self.output_conv = nn.Conv1d(bottleneck, n_feats * n_sources, 1)
+        self.mask_activate = nn.Sigmoid() if activate == "sigmoid" else nn.ReLU()
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.input_conv(self.input_norm(feats))
+        skips = 0.0
+        for block in self.conv_layers:
+            residual, skip = block(x)
+            if residual is not None:
+                x = x + residual
+            skips = skips + skip
+        masks = self.mask_activate(self.output_conv(self.output_prelu(skips)))
+        return masks.view(feats.shape[0], self.n_sources, self.n_feats, -1)
 
 
 class ConvTasNet(nn.Module):
@@ -79,15 +110,8 @@ class ConvTasNet(nn.Module):
 
         self.encoder = nn.Conv1d(1, enc_num_feats, enc_kernel_size, stride=self.enc_stride,
                                  padding=self.enc_stride, bias=False)
-        self.input_norm = _gln(enc_num_feats)
-        self.input_conv = nn.Conv1d(enc_num_feats, msk_num_feats, 1)
-        self.conv_layers = nn.ModuleList(
-            _ConvBlock(msk_num_feats, msk_num_hidden_feats, msk_kernel_size, dilation=2 ** layer,
-                       residual=not (stack == msk_num_stacks - 1 and layer == msk_num_layers - 1))
-            for stack in range(msk_num_stacks) for layer in range(msk_num_layers))
-        self.output_prelu = nn.PReLU()
-        self.output_conv = nn.Conv1d(msk_num_feats, enc_num_feats * n_sources, 1)
-        self.mask_activate = nn.Sigmoid() if msk_activate == "sigmoid" else nn.ReLU()
+        self.mask_generator = _MaskGenerator(n_sources, enc_num_feats, msk_kernel_size, msk_num_feats,
+                                             msk_num_hidden_feats, msk_num_layers, msk_num_stacks, msk_activate)
         self.decoder = nn.ConvTranspose1d(enc_num_feats, 1, enc_kernel_size, stride=self.enc_stride,
                                           padding=self.enc_stride, bias=False)
 
@@ -114,18 +138,6 @@ class ConvTasNet(nn.Module):
         rem = (length - odd) % self.enc_stride
         return length if rem == 0 else length + self.enc_stride - rem
 
-    def _masks(self, feats: torch.Tensor) -> torch.Tensor:
-        """Encoded mixture (B', N, frames) -> masks (B', M, N, frames)."""
-        x = self.input_conv(self.input_norm(feats))
-        skips = 0.0
-        for block in self.conv_layers:
-            residual, skip = block(x)
-            if residual is not None:
-                x = x + residual
-            skips = skips + skip
-        masks = self.mask_activate(self.output_conv(self.output_prelu(skips)))
-        return masks.view(feats.shape[0], self.n_sources, self.enc_num_feats, -1)
-
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """mixture (B, C, T) float -> estimates (B, M, C, T) in the mixture's dtype, exactly T samples."""
         param = self.encoder.weight
@@ -138,7 +150,7 @@ class ConvTasNet(nn.Module):
         with nvtx_range("convtasnet/encoder"):
             feats = self.encoder(x)  # (B*C, N, frames)
         with nvtx_range("convtasnet/masks"):
-            masks = self._masks(feats)
+            masks = self.mask_generator(feats)
         with nvtx_range("convtasnet/decoder"):
             masked = (masks * feats.unsqueeze(1)).reshape(b * c * self.n_sources, self.enc_num_feats, -1)
             out = self.decoder(masked)[..., :t]  # (B*C*M, 1, T)
