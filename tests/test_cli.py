@@ -142,8 +142,8 @@ def test_bench(tmp_path, capsys, monkeypatch):
     script.parent.mkdir()
     record = tmp_path / "argv.txt"
     script.write_text(f"import sys\nopen({str(record)!r}, 'w').write(' '.join(sys.argv[1:]))\nsys.exit(3)\n")
-    rc, _, _ = run_cli(capsys, "bench", "--quick", "--device", "cpu")
-    assert rc == 3 and record.read_text() == "--device cpu --quick"
+    rc, _, _ = run_cli(capsys, "bench", "--quick", "--device", "cpu", "--out-dir", "x")
+    assert rc == 3 and record.read_text() == "--device cpu --quick --out-dir x"
     assert os.path.isfile(cli.benchmarks_script())
 
 

@@ -83,7 +83,10 @@ def _cmd_bench(args) -> int:
     if not os.path.isfile(script):
         raise FileNotFoundError(f"{script} not found: `trackformer bench` needs a source checkout of trackformer "
                                 "(git clone, then `make install`); an installed wheel has no benchmarks")
-    cmd = [sys.executable, script, "--device", args.device] + (["--quick"] if args.quick else [])
+    cmd = [sys.executable, script, "--device", str(_device(args.device))] + (["--quick"] if args.quick else [])
+    for option in ("out_dir", "budget_s", "suites"):
+        if getattr(args, option) is not None:
+            cmd += ["--" + option.replace("_", "-"), str(getattr(args, option))]
     return subprocess.call(cmd, cwd=os.path.dirname(os.path.dirname(script)))
 
 
@@ -163,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run benchmarks/run_all.py of the source checkout in a subprocess.")
     p.add_argument("--quick", action="store_true", help="small shapes only")
     _add_common(p)
+    p.add_argument("--out-dir", default=None, help="results folder (run_all.py's default: bench_out)")
+    p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget for all suites")
+    p.add_argument("--suites", default=None, help="comma-separated suites (default all)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="render chorales, train a small model, separate a held-out mix (CPU ≲ 10 min)",
