@@ -102,3 +102,15 @@ def test_write_audio_round_trip_and_shape_check(tmp_path):
         write_audio(path, x.T, 16000)
     with pytest.raises(ValueError, match="start"):
         read_audio(path, start=-1)
+
+
+@pytest.mark.parametrize("subtype,ext", [("PCM_16", "wav"), ("PCM_24", "flac"), ("PCM_32", "wav"), ("FLOAT", "wav")])
+def test_integer_pcm_fast_path_matches_libsndfile(tmp_path, subtype, ext):
+    x = np.random.default_rng(2).uniform(-0.99, 0.99, (3001, 2)).astype(np.float32)
+    path = str(tmp_path / f"p.{ext}")
+    sf.write(path, x, 44100, subtype=subtype)
+    assert audio_info(path).subtype == subtype
+    ref = sf.read(path, start=100, stop=2100, dtype="float32")[0].T
+    np.testing.assert_allclose(read_audio(path, start=100, frames=2000), ref, rtol=0, atol=1e-7)
+    mono = read_audio(path, start=100, frames=2000, channels=1)
+    np.testing.assert_allclose(mono[0], ref.mean(0), atol=1e-7)

@@ -29,6 +29,7 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int
+    subtype: str = ""  # libsndfile's sample format ("PCM_16", "FLOAT", ...): integer PCM is read raw, then scaled
 
     @property
     def duration(self) -> float:
@@ -50,7 +51,7 @@ def audio_info(path: str) -> AudioInfo:
         raise AudioFileError(f"audio file has {info.channels} channels; only mono and stereo are supported: {path}")
     if info.samplerate <= 0:
         raise AudioFileError(f"audio file has an invalid sample rate {info.samplerate}: {path}")
-    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.subtype)
 
 
 def check_rate(name: str, sr) -> int:
@@ -102,39 +103,61 @@ def read_audio(path: str, *, start: int = 0, frames: int | None = None, sample_r
     sr_out = info.sample_rate if sample_rate is None else check_rate("sample_rate", sample_rate)
     if start < 0:
         raise ValueError(f"start must be >= 0 frames, got {start}")
-    total_out = math.ceil(info.frames * sr_out / info.sample_rate)
     if frames is None:
-        frames = max(total_out - start, 0)
+        frames = max(math.ceil(info.frames * sr_out / info.sample_rate) - start, 0)
     if frames < 0:
         raise ValueError(f"frames must be >= 0, got {frames}")
-    ratio = Fraction(sr_out, info.sample_rate)
+    out = np.zeros((info.channels if channels is None else check_channels(channels), frames), dtype=np.float32)
+    add_audio(out, info, start, sr_out)
+    return out
+
+
+def add_audio(out: np.ndarray, info: AudioInfo, start: int, sample_rate: int) -> None:
+    """Adds frames [start, start + T) of the file (counted at ``sample_rate``) into ``out`` (C, T) float32, in
+    place, converting channels (mono → both, stereo → mean) and rate; past the end of the file adds nothing.
+    The work horse of :func:`read_audio` and of loading a stem made of several tracks."""
+    frames = out.shape[1]
+    ratio = Fraction(sample_rate, info.sample_rate)
     up, down = ratio.numerator, ratio.denominator
-    out = np.zeros((info.channels, frames), dtype=np.float32)
-    if frames and start < total_out:
-        if up == down == 1:
-            data = _read_frames(path, start, min(start + frames, info.frames))
-            out[:, :data.shape[1]] = data
-        else:
-            # Read the input span covering [start, start + frames) plus the filter's half length on both sides,
-            # starting on an input frame that maps to a whole output frame (a multiple of `down`).
-            margin = math.ceil(10 * max(up, down) / up) + 1
-            first_in = start * down / up - margin
-            a = max(0, math.floor(first_in / down) * down)
-            b = min(info.frames, math.ceil((start + frames) * down / up) + margin)
-            y = resample(_read_frames(path, a, b), info.sample_rate, sr_out)
-            off = start - a // down * up
-            seg = y[:, off:off + frames]
-            out[:, :seg.shape[1]] = seg
-    return out if channels is None else to_channels(out, channels)
+    if frames == 0 or start * down >= info.frames * up:
+        return
+    if up == down == 1:
+        data = _read_frames(info, start, min(start + frames, info.frames))
+        off = 0
+    else:
+        # Read the input span covering [start, start + frames) plus the filter's half length on both sides,
+        # starting on an input frame that maps to a whole output frame (a multiple of `down`).
+        margin = math.ceil(10 * max(up, down) / up) + 1
+        a = max(0, math.floor((start * down / up - margin) / down) * down)
+        b = min(info.frames, math.ceil((start + frames) * down / up) + margin)
+        data = resample(_read_frames(info, a, b), info.sample_rate, sample_rate)
+        off = start - a // down * up
+    data = data[:, off:off + frames]
+    n = data.shape[1]
+    if data.shape[0] == 2 and out.shape[0] == 1:
+        data = data.mean(axis=0, keepdims=True, dtype=np.float32)
+    out[:, :n] += data  # broadcasts mono (1, n) into stereo
 
 
-def _read_frames(path: str, a: int, b: int) -> np.ndarray:
-    """Frames [a, b) of ``path`` as float32 (C, b - a); AudioFileError if the data cannot be decoded."""
+_INT_PCM = {"PCM_16": (np.int16, 2.0 ** -15), "PCM_24": (np.int32, 2.0 ** -31), "PCM_32": (np.int32, 2.0 ** -31)}
+
+
+def _read_frames(info: AudioInfo, a: int, b: int) -> np.ndarray:
+    """Frames [a, b) of the file as float32 (C, b - a); AudioFileError if the data cannot be decoded.
+
+    Integer PCM is read raw and scaled while transposing (one pass instead of libsndfile's conversion plus a
+    transposing copy): about twice as fast for 16-bit WAV.
+    """
+    dtype, scale = _INT_PCM.get(info.subtype, (np.float32, None))
     try:
-        data = sf.read(path, start=a, stop=b, dtype="float32", always_2d=True)[0]
+        data = sf.read(info.path, start=a, stop=b, dtype=dtype.__name__, always_2d=True)[0]
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise AudioFileError(f"cannot decode audio file {path} (frames {a}..{b}): {e}") from e
-    return np.ascontiguousarray(data.T)
+        raise AudioFileError(f"cannot decode audio file {info.path} (frames {a}..{b}): {e}") from e
+    if scale is None:
+        return np.ascontiguousarray(data.T)
+    out = np.empty((data.shape[1], data.shape[0]), np.float32)
+    np.multiply(data.T, np.float32(scale), out=out)
+    return out
 
 
 def write_audio(path: str, x: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> None:

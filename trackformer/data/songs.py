@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trackformer.data.audio import AudioInfo, read_audio
+from trackformer.data.audio import AudioInfo, add_audio
 
 log = logging.getLogger("trackformer.data")
 
@@ -98,10 +98,7 @@ class FileSong(Song):
         out = np.zeros((len(self.stems), self.channels, frames), dtype=np.float32)
         for k, stem in enumerate(self.stems):
             for t in stem.tracks:
-                if start * t.sample_rate >= t.frames * self.sample_rate:
-                    continue  # this track ends before the segment starts
-                out[k] += read_audio(t.path, start=start, frames=frames, sample_rate=self.sample_rate,
-                                     channels=self.channels, info=t)
+                add_audio(out[k], t, start, self.sample_rate)
         return out
 
 
