@@ -12,6 +12,7 @@ import torch
 from trackformer.data import MoisesDB, StemsFolder
 from trackformer.data.audio import read_audio
 from trackformer.data.cli import add_parser
+from trackformer.data.moisesdb import MUSDB_GROUPS
 
 SR = 44100
 
@@ -104,6 +105,20 @@ def test_stems_are_summed_padded_resampled_and_mixture_is_their_sum(tree):
     mono = MoisesDB(str(tree), channels=1).songs[0].load_mixture()
     torch.testing.assert_close(mono[0], stems.sum(0).mean(0), atol=1e-6, rtol=0)
     assert f.load_stems(8000, 5000).shape == (3, 2, 5000)  # past the end: zero-padded to the requested length
+
+
+def test_stem_groups_fold_six_stems_into_four(tree):
+    db = MoisesDB(str(tree), stem_groups={"low": ("s0", "s1"), "mid": ("s2",), "rest": ("*",), "none": ("x",)})
+    six = next(s for s in db.songs if s.name == "e-six-stems")
+    assert six.stem_names == ["low", "mid", "rest"]
+    full = MoisesDB(str(tree), max_stems=None).songs
+    ref = next(s for s in full if s.name == "e-six-stems").load_stems()
+    x = six.load_stems()
+    torch.testing.assert_close(x[0], ref[0] + ref[1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(x[2], ref[3:].sum(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(six.load_mixture(), ref.sum(0), rtol=0, atol=1e-6)
+    a = next(s for s in MoisesDB(str(tree), stem_groups=MUSDB_GROUPS).songs if s.name == "a-two-tracks")
+    assert a.stem_names == ["vocals", "bass"]
 
 
 def test_resampled_index_at_16k(tree):

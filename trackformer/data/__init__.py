@@ -7,7 +7,7 @@ mixture being the sum of the stems); :class:`MixitPairs` turns a list of songs i
 """
 
 from trackformer.data.audio import AudioFileError, AudioInfo, audio_info, read_audio, resample, to_channels, write_audio
-from trackformer.data.moisesdb import MoisesDB, write_song
+from trackformer.data.moisesdb import MUSDB_GROUPS, MoisesDB, write_song
 from trackformer.data.render import find_fluidsynth, find_soundfont, list_chorales, render_chorales
 from trackformer.data.segments import MixitPairs, make_loader
 from trackformer.data.songs import FileSong, Song, SongCollection
@@ -16,8 +16,8 @@ from trackformer.data.synth import STEMS as SYNTH_STEMS
 from trackformer.data.synth import SyntheticMusic, SynthSong
 
 __all__ = [
-    "AudioFileError", "AudioInfo", "FileSong", "MixitPairs", "MoisesDB", "SYNTH_STEMS", "Song", "SongCollection",
-    "StemsFolder", "SynthSong", "SyntheticMusic", "audio_info", "find_fluidsynth", "find_soundfont",
-    "list_chorales", "make_loader", "read_audio", "render_chorales", "resample", "to_channels", "write_audio",
-    "write_song",
+    "AudioFileError", "AudioInfo", "FileSong", "MUSDB_GROUPS", "MixitPairs", "MoisesDB", "SYNTH_STEMS", "Song",
+    "SongCollection", "StemsFolder", "SynthSong", "SyntheticMusic", "audio_info", "find_fluidsynth",
+    "find_soundfont", "list_chorales", "make_loader", "read_audio", "render_chorales", "resample", "to_channels",
+    "write_audio", "write_song",
 ]

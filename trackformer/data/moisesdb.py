@@ -22,6 +22,8 @@ from trackformer.data.audio import AudioFileError, audio_info, check_channels, c
 from trackformer.data.songs import FileSong, SongCollection, Stem
 
 SUBDIR = "moisesdb_v0.1"
+# MUSDB-style grouping of MoisesDB's 11 top-level stems into 4 ("*": every stem no other group names)
+MUSDB_GROUPS = {"vocals": ("vocals",), "drums": ("drums", "percussion"), "bass": ("bass",), "other": ("*",)}
 
 
 class MoisesDB(SongCollection):
@@ -31,9 +33,14 @@ class MoisesDB(SongCollection):
     each a :class:`FileSong` named by its folder (the track uuid) with ``meta`` = artist/song/genre.
     ``skipped``: [(path, reason)] for malformed data.json, missing/corrupt/empty audio (the whole song is left
     out: its mixture would be wrong) and songs over ``max_stems``.
+
+    Most real MoisesDB songs have more than 4 stems; ``stem_groups`` (e.g. :data:`MUSDB_GROUPS`) sums stems into
+    named groups first ({group: stem names}, ``"*"`` = the stems no group names; groups a song lacks are left
+    out), so ``max_stems`` then counts groups.
     """
 
-    def __init__(self, root: str, *, sample_rate: int = 44100, channels: int = 2, max_stems: int | None = 4):
+    def __init__(self, root: str, *, sample_rate: int = 44100, channels: int = 2, max_stems: int | None = 4,
+                 stem_groups: dict[str, tuple[str, ...]] | None = None):
         self.sample_rate = check_rate("sample_rate", sample_rate)
         self.channels = check_channels(channels)
         if max_stems is not None and max_stems < 1:
@@ -41,7 +48,7 @@ class MoisesDB(SongCollection):
         if not os.path.isdir(root):
             raise FileNotFoundError(f"MoisesDB root is not a directory: {root}")
         self.root = os.path.join(root, SUBDIR) if os.path.isdir(os.path.join(root, SUBDIR)) else root
-        self.max_stems = max_stems
+        self.max_stems, self.stem_groups = max_stems, stem_groups
         self.songs, self.skipped = [], []
         for entry in sorted(os.listdir(self.root)):
             folder = os.path.join(self.root, entry)
@@ -78,9 +85,24 @@ class MoisesDB(SongCollection):
             raise ValueError(f"malformed data.json ({meta_path}): missing or wrong field {e}") from e
         if not stems:
             raise ValueError(f"no stems with audio in {meta_path}")
+        if self.stem_groups is not None:
+            stems = group_stems(stems, self.stem_groups)
         info = {k: meta.get(k, "") for k in ("artist", "song", "genre")}
         return FileSong(os.path.basename(folder), stems, sample_rate=self.sample_rate, channels=self.channels,
                         path=folder, meta=info)
+
+
+def group_stems(stems: list[Stem], groups: dict[str, tuple[str, ...]]) -> list[Stem]:
+    """Stems summed into ``groups`` ({group: stem names}; ``"*"`` takes every stem no group names), in the
+    groups' order; a group without tracks is dropped."""
+    named = {n for members in groups.values() for n in members if n != "*"}
+    out = []
+    for group, members in groups.items():
+        tracks = tuple(t for s in stems if s.name in members or ("*" in members and s.name not in named)
+                       for t in s.tracks)
+        if tracks:
+            out.append(Stem(group, tracks))
+    return out
 
 
 def write_song(out_dir: str, song_id: str, stems: dict[str, np.ndarray], sample_rate: int, *,

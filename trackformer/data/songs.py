@@ -19,13 +19,15 @@ log = logging.getLogger("trackformer.data")
 
 
 class Song:
-    """Base class. Subclasses set ``name``, ``stem_names``, ``sample_rate``, ``channels`` and implement
-    ``num_frames`` and ``_load(start, frames) -> np.ndarray (K, C, frames)``."""
+    """Base class. Subclasses set ``name`` (unique id), ``stem_names``, ``sample_rate``, ``channels``, ``meta``
+    (free-form facts: artist, song, genre, ...) and implement ``num_frames`` and
+    ``_load(start, frames) -> np.ndarray (K, C, frames)``."""
 
     name: str
     stem_names: list[str]
     sample_rate: int
     channels: int
+    meta: dict
 
     @property
     def num_frames(self) -> int:

@@ -76,6 +76,7 @@ class SynthSong(Song):
 
     def __init__(self, name: str, seed_key: tuple, *, seconds: float, sample_rate: int, channels: int):
         self.name, self.stem_names = name, list(STEMS)
+        self.meta = {"artist": "synthetic", "song": name, "genre": "synthetic"}
         self.sample_rate, self.channels = sample_rate, channels
         self._frames = round(seconds * sample_rate)
         self._seed_key = seed_key
