@@ -5,6 +5,7 @@ Also holds the small models and the checkpoint writer that tests/test_cli.py and
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,9 +13,18 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from trackformer.metrics import si_snr
+from trackformer.metrics import effective_mask_count, mask_overlap, si_snr
 from trackformer.models import PerformerSeparator, SeparatorConfig
-from trackformer.separate import analyze_sources, chunk_starts, crossfade, match_order, separate_file, separate_waveform
+from trackformer.models.stft import istft, stft
+from trackformer.separate import (
+    analyze_sources,
+    chunk_starts,
+    crossfade,
+    match_order,
+    output_levels,
+    separate_file,
+    separate_waveform,
+)
 
 RATE = 8000
 
@@ -185,11 +195,65 @@ def test_analyze_sources_on_disjoint_outputs():
     sources = torch.zeros(8, 1, low.shape[1])
     sources[2], sources[5] = low, high
     a = analyze_sources(sources, low + high, RATE, n_fft=256, hop=64, picture_frames=50, block_frames=64)
-    assert a["silent_outputs"] == [0, 1, 3, 4, 6, 7]
+    assert output_levels(sources, low + high)["silent_outputs"] == [0, 1, 3, 4, 6, 7]
     assert 1.0 <= a["mask_overlap"] < 1.05  # the tones are 1.7 kHz apart: masks almost disjoint
     assert 1.5 < a["effective_mask_count"] < 2.05
     assert a["picture"]["masks"].shape[0] == 8 and a["picture"]["masks"].shape[2] <= 50
     assert a["picture"]["mix_db"].shape == a["picture"]["masks"].shape[1:]
+
+
+def test_model_masks_in_one_window_give_the_metrics_of_the_model_masks():
+    model = tiny_performer()
+    x = 0.1 * torch.randn(2, 3001)
+    _, info = separate_waveform(model, x, RATE, 0.5, 0.1, analysis=True)
+    with torch.no_grad():
+        _, masks = model(x[None], return_masks=True)
+        mag = model.spectrogram(x[None]).abs()
+    assert info["analysis"]["mask_source"] == "model"
+    assert info["analysis"]["effective_mask_count"] == pytest.approx(float(effective_mask_count(masks, mag)[0]),
+                                                                     rel=1e-5)
+    assert info["analysis"]["mask_overlap"] == pytest.approx(float(mask_overlap(masks, mag)[0]), rel=1e-5)
+
+
+class MaskedBandSplit(nn.Module):
+    """Stand-in with masks (like the Performer): one-hot masks, output 0 below 1 kHz, output 1 above, the rest
+    zero, permuted differently on every call; STFT 256 / 64."""
+
+    def __init__(self, n_sources: int = 8):
+        super().__init__()
+        self.sample_rate, self.n_sources = RATE, n_sources
+        self.config = SimpleNamespace(hop=64)
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.calls = 0
+
+    def spectrogram(self, x):
+        return stft(x, 256, 64, torch.hann_window(256))
+
+    def forward(self, x, return_masks=False):
+        spec = self.spectrogram(x)  # (B, C, F, L)
+        low = (torch.fft.rfftfreq(256, 1 / RATE) < 1000).float()[:, None]
+        masks = torch.zeros(x.shape[0], self.n_sources, *spec.shape[1:])
+        masks[:, 0], masks[:, 1] = low, 1 - low
+        masks = masks[:, torch.roll(torch.arange(self.n_sources), 3 * self.calls + 1)]
+        self.calls += 1
+        est = istft(masks * spec[:, None], 256, 64, torch.hann_window(256), x.shape[-1])
+        return (est, masks) if return_masks else est
+
+
+def test_mask_picture_follows_the_output_order_across_chunks():
+    low, high = two_tones(3.0)
+    model = MaskedBandSplit()
+    sources, info = separate_waveform(model, low + high, RATE, 0.5, 0.1, analysis=True)
+    assert info["n_chunks"] > 5 and info["raw_consistency_db"] < -60
+    i_low = int(torch.argmax(torch.stack([si_snr(s, low, signal_dims=2) for s in sources])))
+    picture = info["analysis"]["picture"]
+    low_bins = torch.fft.rfftfreq(256, 1 / RATE) < 900
+    assert picture["masks"].shape[0] == 8 and picture["seconds_per_column"] > 0
+    # every column: the low band belongs to output i_low in the picture too, not to whoever held it per chunk
+    torch.testing.assert_close(picture["masks"][i_low][low_bins], torch.ones(int(low_bins.sum()),
+                                                                              picture["masks"].shape[2]))
+    assert info["analysis"]["mask_overlap"] == pytest.approx(1.0, abs=1e-6)
+    assert info["analysis"]["effective_mask_count"] == pytest.approx(2.0, abs=0.01)  # tones of equal energy
 
 
 @pytest.mark.parametrize("rate,channels", [(RATE, 2), (11025, 1)])

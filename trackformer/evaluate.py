@@ -3,8 +3,8 @@
 Each song is cut into consecutive, non-overlapping segments of ``segment_seconds`` (a last, shorter piece is
 dropped); segments whose references are all silent are skipped and counted. Per segment: the model's M outputs
 (via :func:`trackformer.separate.separate_waveform`), :func:`trackformer.metrics.separation_scores` (one-to-one
-and MixIT-style SI-SNR / SI-SNRi, silent stems excluded) and the mask metrics of
-:func:`trackformer.separate.analyze_sources`. The summary groups segments by their number of active stems.
+and MixIT-style SI-SNR / SI-SNRi, silent stems excluded) and the mask metrics (the model's own masks, or masks
+derived from the stems for a model without them). The summary groups segments by their number of active stems.
 """
 
 import json
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from trackformer.metrics import separation_scores
-from trackformer.separate import SILENT_INPUT_PEAK, analyze_sources, model_channels, separate_waveform
+from trackformer.separate import SILENT_INPUT_PEAK, model_channels, separate_waveform
 
 METRICS = ("one_to_one_sisnr", "one_to_one_sisnri", "mixit_sisnr", "mixit_sisnri", "mixture_sisnr",
            "mask_overlap", "effective_mask_count")
@@ -25,16 +25,16 @@ def evaluate_segment(model: torch.nn.Module, stems: torch.Tensor, sample_rate: i
     """Scores of ``model`` on one segment: stems (K, C, T) at ``sample_rate`` Hz, mixture = their sum.
 
     The segment is separated in one window. Returns the :func:`separation_scores` dict plus mask_overlap,
-    effective_mask_count and n_silent_outputs."""
+    effective_mask_count (of the model's own masks where it has them, see ``mask_source``) and
+    n_silent_outputs (below −40 dB of the mixture)."""
     mixture = stems.sum(0)
     seconds = stems.shape[-1] / sample_rate
-    sources, _ = separate_waveform(model, mixture, sample_rate, chunk_seconds=seconds, overlap_seconds=seconds / 4)
+    sources, info = separate_waveform(model, mixture, sample_rate, chunk_seconds=seconds,
+                                      overlap_seconds=seconds / 4, analysis=True)
     scores = separation_scores(sources, stems, mixture)
-    config = getattr(model, "config", None)
-    analysis = analyze_sources(sources, mixture, sample_rate, n_fft=getattr(config, "n_fft", 1024),
-                               hop=getattr(config, "hop", 256), picture_frames=1)
+    analysis = info["analysis"]
     scores.update(mask_overlap=analysis["mask_overlap"], effective_mask_count=analysis["effective_mask_count"],
-                  n_silent_outputs=len(analysis["silent_outputs"]))
+                  mask_source=analysis["mask_source"], n_silent_outputs=len(info["silent_outputs"]))
     return scores
 
 

@@ -14,9 +14,12 @@ Pipeline of :func:`separate_waveform` (audio (C, T) at ``sample_rate`` Hz):
      resampling lost above the model's Nyquist. ``info["raw_consistency_db"]`` is the error before the
      projection (≈ −100 dB for the Performer, whose softmax masks sum to 1).
 
-:func:`analyze_sources` derives soft masks from the stems' STFTs, ``|S_m| / Σ_k |S_k|`` (for the Performer
-these are its masks up to iSTFT/STFT consistency; ConvTasNet has none), and computes the effective mask count,
-the mask overlap and a down-sampled picture block by block, so a long song needs no full-length spectrogram.
+With ``analysis=True`` it also returns the no-ground-truth statistics (effective mask count, mask overlap) and a
+time-pooled picture of the mixture spectrogram and the M masks. For a model with masks (``model.spectrogram``
+and ``return_masks=True``, the PerformerSeparator) these are its own masks, gathered chunk by chunk, reordered
+like the outputs and weighted by the cross-fades; for a model without (ConvTasNet) :func:`analyze_sources`
+derives soft masks ``|S_m| / Σ_k |S_k|`` from the stems' STFTs. Both go through :class:`MaskSummary`, block by
+block, so a long song never needs a full-length (M, C, F, L) tensor.
 """
 
 import json
@@ -101,29 +104,92 @@ def crossfade(length: int, overlap: int, *, fade_in: bool, fade_out: bool) -> to
     return w.float()
 
 
-def _run_model(model, x: torch.Tensor, channels: int | None) -> torch.Tensor:
-    """One window x (C, n) on the model's device -> (M, C, n) float32 on the CPU, channels adapted."""
+def has_masks(model: torch.nn.Module) -> bool:
+    """Whether ``model`` exposes its masks: ``model.spectrogram(x)`` and ``model(x, return_masks=True)``."""
+    return hasattr(model, "spectrogram")
+
+
+def _run_model(model, x: torch.Tensor, channels: int | None, masks: bool):
+    """One window x (C, n) on the model's device -> (estimates (M, C, n) float32 on the CPU, masks, |X|), the
+    estimates' channels adapted to x's; masks (M, C', F, L) and |X| (C', F, L) in the model's channels C', or
+    None when ``masks`` is False."""
     c = x.shape[0]
     if channels is None or channels == c:
-        return model(x[None])[0].float().cpu()
-    if channels == 2:  # mono input, stereo model: duplicate, then average the two output channels
-        return model(x.expand(2, -1)[None])[0].float().mean(1, keepdim=True).cpu()
-    # stereo input, mono model: each channel on its own, right outputs ordered like the left ones
-    out = model(x[:, None]).float().cpu()  # (2, M, 1, n)
-    right = out[1][match_order(out[0], out[1])]
-    return torch.cat([out[0], right], dim=1)
+        batch = x[None]
+    elif channels == 2:  # mono input, stereo model: duplicate, then average the two output channels
+        batch = x.expand(2, -1)[None]
+    else:  # stereo input, mono model: each channel on its own, right outputs ordered like the left ones
+        batch = x[:, None]
+    est, m = model(batch, return_masks=True) if masks else (model(batch), None)
+    est = est.float().cpu()
+    mag = model.spectrogram(batch).abs().cpu() if masks else None
+    m = m.float().cpu() if masks else None
+    if channels is None or channels == c:
+        return est[0], (m[0] if masks else None), (mag[0] if masks else None)
+    if channels == 2:
+        return est[0].mean(1, keepdim=True), (m[0] if masks else None), (mag[0] if masks else None)
+    perm = match_order(est[0], est[1])
+    est = torch.cat([est[0], est[1][perm]], dim=1)
+    if masks:
+        m, mag = torch.cat([m[0], m[1][perm]], dim=1), torch.cat([mag[0], mag[1]], dim=0)
+    return est, m, mag
+
+
+class MaskSummary:
+    """Sums behind the mask metrics plus a time-pooled picture, gathered from blocks of STFT frames.
+
+    ``total_samples`` and frame positions are in samples at ``sample_rate``; the picture has one column per
+    ``hop * ceil(frames / picture_frames)`` samples (at most ``picture_frames`` columns). Each frame carries a
+    weight (the cross-fade of its window), applied as |X|² -> w·|X|² in every sum, so frames that two windows
+    share count once in total.
+    """
+
+    def __init__(self, n_sources: int, n_freqs: int, total_samples: int, hop: int, sample_rate: int,
+                 picture_frames: int = PICTURE_FRAMES):
+        frames = 1 + total_samples // hop
+        self.frames_per_column = max(1, math.ceil(frames / picture_frames))
+        self.column_samples = hop * self.frames_per_column
+        n_cols = 1 + total_samples // self.column_samples
+        self.sample_rate = sample_rate
+        self.stats = (torch.zeros(n_sources), torch.zeros(()), torch.zeros(()))
+        self.mix = torch.zeros(n_freqs, n_cols, dtype=torch.float64)
+        self.masks = torch.zeros(n_sources, n_freqs, n_cols, dtype=torch.float64)
+
+    def add(self, masks: torch.Tensor, mag: torch.Tensor, positions: torch.Tensor, weights: torch.Tensor) -> None:
+        """masks (M, C, F, L), mag (C, F, L) on the CPU; positions (L,) sample of each frame's centre;
+        weights (L,) in [0, 1]."""
+        w_mag = mag * weights.sqrt().to(mag.dtype)
+        self.stats = tuple(a + b for a, b in zip(self.stats, mask_statistics(masks, w_mag)))
+        energy = w_mag.double().pow(2)  # (C, F, L)
+        cols = (positions // self.column_samples).clamp(0, self.mix.shape[1] - 1).long()
+        self.mix.index_add_(1, cols, energy.sum(0))
+        self.masks.index_add_(2, cols, (masks.double() * energy).sum(1))
+
+    def result(self) -> dict:
+        """{effective_mask_count, mask_overlap (None for silence), picture: {mix_db (F, W), masks (M, F, W)
+        energy-weighted mean per cell, seconds_per_column, sample_rate}}."""
+        output_energy, overlap_sum, mixture_energy = self.stats
+        return dict(
+            effective_mask_count=float(effective_count(output_energy)) if float(output_energy.sum()) > 0 else None,
+            mask_overlap=float(overlap_sum / mixture_energy) if float(mixture_energy) > 0 else None,
+            picture=dict(mix_db=(10 * torch.log10(self.mix / self.frames_per_column + 1e-10)).float(),
+                         masks=(self.masks / self.mix.clamp_min(1e-20)).float(),
+                         seconds_per_column=self.column_samples / self.sample_rate, sample_rate=self.sample_rate))
 
 
 @torch.inference_mode()
 def separate_waveform(model: torch.nn.Module, audio, sample_rate: int, chunk_seconds: float,
-                      overlap_seconds: float, *, progress: bool = False) -> tuple[torch.Tensor, dict]:
+                      overlap_seconds: float, *, analysis: bool = False,
+                      progress: bool = False) -> tuple[torch.Tensor, dict]:
     """Separates ``audio`` (C, T) at ``sample_rate`` Hz into the model's M outputs.
 
     ``model(mixture (1, C', T')) -> (1, M, C', T')`` at ``model.sample_rate``; it runs on its own device, in
     eval mode. Windows of ``chunk_seconds`` (the segment length it was trained on) overlap by
     ``overlap_seconds`` (0 < overlap < chunk). Returns ``sources`` (M, C, T) float32 on the CPU at the input's
     rate and channel count, summing to ``audio``, and ``info`` = {model_sample_rate, chunk_samples,
-    overlap_samples, n_chunks, raw_consistency_db}. See the module docstring for the method.
+    overlap_samples, n_chunks, raw_consistency_db, output_energy_db, silent_outputs} plus, with ``analysis``,
+    ``analysis`` = {mask_source: "model" | "stems", effective_mask_count, mask_overlap, picture}.
+    See the module docstring for the method.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -144,23 +210,29 @@ def separate_waveform(model: torch.nn.Module, audio, sample_rate: int, chunk_sec
     model.eval()
     device = model_device(model)
     channels = model_channels(model)
+    with_masks = analysis and has_masks(model)
+    hop = getattr(getattr(model, "config", None), "hop", 256)
 
     x = torch.from_numpy(resample(audio, sample_rate, model_rate))  # (C, T') at the model's rate
     length = x.shape[1]
     starts = chunk_starts(length, chunk, overlap)
-    out = None
-    previous = None  # the previous window's reordered outputs on its last `overlap` samples
+    out = summary = previous = None  # previous: the last window's reordered outputs on its last `overlap` samples
     bar = _progress(len(starts), progress)
     for i, start in enumerate(starts):
         end = min(start + chunk, length)
-        est = _run_model(model, x[:, start:end].to(device), channels)  # (M, C, n)
+        est, masks, mag = _run_model(model, x[:, start:end].to(device), channels, with_masks)  # est (M, C, n)
         if out is None:
             out = torch.zeros(est.shape[0], x.shape[0], length)
-        if previous is not None:
-            est = est[match_order(previous, est[..., :overlap])]
+        perm = match_order(previous, est[..., :overlap]) if previous is not None else torch.arange(est.shape[0])
+        est = est[perm]
         previous = est[..., -overlap:]
         w = crossfade(end - start, overlap, fade_in=i > 0, fade_out=i < len(starts) - 1)
         out[..., start:end] += est * w
+        if with_masks:
+            if summary is None:
+                summary = MaskSummary(est.shape[0], masks.shape[2], length, hop, model_rate)
+            frames = torch.arange(masks.shape[-1]) * hop  # frame centres within the window
+            summary.add(masks[perm], mag, start + frames, w[frames.clamp(max=end - start - 1)])
         bar.update(1)
     bar.close()
 
@@ -172,7 +244,11 @@ def separate_waveform(model: torch.nn.Module, audio, sample_rate: int, chunk_sec
             out, (0, mix.shape[1] - out.shape[-1]))
     sources = mixture_consistency(out[None], mix[None])[0]
     info = dict(model_sample_rate=model_rate, chunk_samples=chunk, overlap_samples=overlap, n_chunks=len(starts),
-                raw_consistency_db=10 * math.log10(max(float(raw_error), 1e-30)))
+                raw_consistency_db=10 * math.log10(max(float(raw_error), 1e-30)), **output_levels(sources, mix))
+    if with_masks:
+        info["analysis"] = dict(mask_source="model", **summary.result())
+    elif analysis:
+        info["analysis"] = dict(mask_source="stems", **analyze_sources(sources, mix, sample_rate))
     return sources, info
 
 
@@ -180,6 +256,15 @@ def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="chunk", desc="separating", disable=not enabled or total < 2, file=sys.stderr)
+
+
+def output_levels(sources: torch.Tensor, mixture: torch.Tensor) -> dict:
+    """{output_energy_db: energy of each output relative to the mixture's (dB, floor −300), silent_outputs:
+    indices of outputs below −40 dB}; sources (M, C, T), mixture (C, T)."""
+    mix_energy = max(float(mixture.double().pow(2).sum()), 1e-30)
+    energy_db = [10 * math.log10(max(float(e) / mix_energy, 1e-30))
+                 for e in sources.double().pow(2).sum(dim=(1, 2))]
+    return dict(output_energy_db=energy_db, silent_outputs=[i for i, e in enumerate(energy_db) if e < SILENT_OUTPUT_DB])
 
 
 def _frames_stft(x: torch.Tensor, a: int, b: int, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
@@ -197,49 +282,23 @@ def _frames_stft(x: torch.Tensor, a: int, b: int, n_fft: int, hop: int, window: 
 
 def analyze_sources(sources: torch.Tensor, mixture: torch.Tensor, sample_rate: int, *, n_fft: int = 1024,
                     hop: int = 256, picture_frames: int = PICTURE_FRAMES, block_frames: int = 2048) -> dict:
-    """No-ground-truth statistics of separated ``sources`` (M, C, T) of ``mixture`` (C, T).
+    """Mask statistics of separated ``sources`` (M, C, T) of ``mixture`` (C, T) from masks derived from the
+    stems' STFTs, ``|S_m| / Σ_k |S_k|``, for models without masks of their own.
 
-    Returns {effective_mask_count, mask_overlap, output_energy_db (M,) relative to the mixture energy,
-    silent_outputs (indices below −40 dB), picture: {mix_db (F, W), masks (M, F, W), seconds_per_column}}.
-    The picture is pooled over time to at most ``picture_frames`` columns (energy-weighted mean mask per cell)
-    and over channels. Masks are derived from the stems' STFTs (see the module docstring).
+    Returns :meth:`MaskSummary.result`: {effective_mask_count, mask_overlap, picture}.
     """
-    m, c, t = sources.shape
+    m, _, t = sources.shape
     window = torch.hann_window(n_fft)
+    summary = MaskSummary(m, n_fft // 2 + 1, t, hop, sample_rate, picture_frames)
     n_frames = 1 + t // hop
-    group = max(1, math.ceil(n_frames / picture_frames))
-    block = max(group, block_frames // group * group)
-    stats = None
-    mix_cols, mask_cols = [], []
-    for a in range(0, n_frames, block):
-        b = min(a + block, n_frames)
+    for a in range(0, n_frames, block_frames):
+        b = min(a + block_frames, n_frames)
         spec = _frames_stft(sources, a, b, n_fft, hop, window).abs()  # (M, C, F, n)
-        mag = _frames_stft(mixture, a, b, n_fft, hop, window).abs()  # (C, F, n)
         total = spec.sum(0, keepdim=True)
         masks = spec / torch.where(total > 0, total, torch.ones_like(total))
-        block_stats = mask_statistics(masks, mag)
-        stats = block_stats if stats is None else tuple(s + bs for s, bs in zip(stats, block_stats))
-        # picture: pool `group` frames and the channels; mask cell = energy-weighted mean mask
-        pad = (-(b - a)) % group
-        weight = torch.nn.functional.pad(mag.pow(2), (0, pad)).sum(0)  # (F, n + pad)
-        weighted = torch.nn.functional.pad(masks * mag.pow(2), (0, pad)).sum(1)  # (M, F, n + pad)
-        f = weight.shape[0]
-        w_pool = weight.reshape(f, -1, group).sum(-1)
-        mix_cols.append(w_pool)
-        mask_cols.append(weighted.reshape(m, f, -1, group).sum(-1) / w_pool.clamp_min(1e-20))
-    output_energy, overlap_sum, mixture_energy = stats
-    wave_energy = sources.double().pow(2).sum(dim=(1, 2))
-    mix_energy = max(float(mixture.double().pow(2).sum()), 1e-30)
-    energy_db = [10 * math.log10(max(float(e) / mix_energy, 1e-30)) for e in wave_energy]
-    mix_pool = torch.cat(mix_cols, dim=-1)
-    return dict(
-        effective_mask_count=float(effective_count(output_energy)) if float(output_energy.sum()) > 0 else None,
-        mask_overlap=float(overlap_sum / mixture_energy) if float(mixture_energy) > 0 else None,
-        output_energy_db=energy_db,
-        silent_outputs=[i for i, e in enumerate(energy_db) if e < SILENT_OUTPUT_DB],
-        picture=dict(mix_db=10 * torch.log10(mix_pool / group + 1e-10), masks=torch.cat(mask_cols, dim=-1),
-                     seconds_per_column=group * hop / sample_rate),
-    )
+        mag = _frames_stft(mixture, a, b, n_fft, hop, window).abs()  # (C, F, n)
+        summary.add(masks, mag, torch.arange(a, b) * hop, torch.ones(b - a))
+    return summary.result()
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -264,7 +323,6 @@ def separate_file(model: torch.nn.Module, song_path: str, out_root: str, *, chun
                   overlap_seconds: float, progress: bool = False) -> dict:
     """Separates one audio file; writes ``source_1.wav`` … ``source_M.wav`` (input rate and channels, 32-bit
     float), ``masks.png`` and ``separation.json`` into :func:`output_dir_for`. Returns the JSON dict.
-    The analysis STFT is the model's (n_fft, hop), 1024 / 256 for a model without them.
 
     Raises AudioFileError (a ValueError) for a missing/unreadable/empty file and ValueError for NaN or silence.
     """
@@ -277,7 +335,7 @@ def separate_file(model: torch.nn.Module, song_path: str, out_root: str, *, chun
     except ValueError as err:
         raise AudioFileError(str(err)) from err
     sources, sep_info = separate_waveform(model, audio, info.sample_rate, chunk_seconds, overlap_seconds,
-                                          progress=progress)
+                                          analysis=True, progress=progress)
     out_dir = output_dir_for(song_path, out_root)
     os.makedirs(out_dir, exist_ok=True)
     files = []
@@ -285,13 +343,11 @@ def separate_file(model: torch.nn.Module, song_path: str, out_root: str, *, chun
         path = os.path.join(out_dir, f"source_{i + 1}.wav")
         write_audio(path, src, info.sample_rate, subtype="FLOAT")
         files.append(path)
-    config = getattr(model, "config", None)
-    analysis = analyze_sources(sources, torch.from_numpy(audio), info.sample_rate,
-                               n_fft=getattr(config, "n_fft", 1024), hop=getattr(config, "hop", 256))
+    analysis = sep_info.pop("analysis")
     picture = analysis.pop("picture")
-    plot_masks(picture["mix_db"].numpy(), picture["masks"].numpy(), sample_rate=info.sample_rate,
+    plot_masks(picture["mix_db"].numpy(), picture["masks"].numpy(), sample_rate=picture["sample_rate"],
                seconds_per_column=picture["seconds_per_column"], path=os.path.join(out_dir, "masks.png"),
-               title=os.path.basename(song_path))
+               title=f"{os.path.basename(song_path)} (masks from the {analysis['mask_source']})")
     result = dict(input=os.path.abspath(song_path), sample_rate=info.sample_rate, channels=info.channels,
                   seconds=info.duration, sources=files, picture=os.path.join(out_dir, "masks.png"),
                   **sep_info, **analysis)
