@@ -6,7 +6,7 @@ Every source yields :class:`Song` objects (``load_stems() -> (K, C, T)``, ``load
 mixture being the sum of the stems); :class:`MixitPairs` turns a list of songs into training pairs.
 """
 
-from trackformer.data.audio import AudioFileError, AudioInfo, audio_info, read_audio, resample, to_channels, write_audio
+from trackformer.data.audio import AudioFileError, AudioInfo, audio_info, read_audio, resample, write_audio
 from trackformer.data.moisesdb import MUSDB_GROUPS, MoisesDB, write_song
 from trackformer.data.render import find_fluidsynth, find_soundfont, list_chorales, render_chorales
 from trackformer.data.segments import MixitPairs, make_loader
@@ -18,6 +18,6 @@ from trackformer.data.synth import SyntheticMusic, SynthSong
 __all__ = [
     "AudioFileError", "AudioInfo", "FileSong", "MUSDB_GROUPS", "MixitPairs", "MoisesDB", "SYNTH_STEMS", "Song",
     "SongCollection", "StemsFolder", "SynthSong", "SyntheticMusic", "audio_info", "find_fluidsynth",
-    "find_soundfont", "list_chorales", "make_loader", "read_audio", "render_chorales", "resample", "to_channels",
+    "find_soundfont", "list_chorales", "make_loader", "read_audio", "render_chorales", "resample",
     "write_audio", "write_song",
 ]

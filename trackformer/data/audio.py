@@ -55,12 +55,14 @@ def audio_info(path: str) -> AudioInfo:
 
 
 def check_rate(name: str, sr) -> int:
+    """``sr`` as an int if it is a positive integer (Hz), else ValueError naming ``name``."""
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise ValueError(f"{name} must be a positive integer number of Hz, got {sr!r}")
     return int(sr)
 
 
 def check_channels(channels) -> int:
+    """``channels`` if it is 1 or 2, else ValueError."""
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 or 2, got {channels!r}")
     return channels
@@ -80,16 +82,6 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return y.astype(np.float32, copy=False)
 
 
-def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
-    """(C_in, T) → (channels, T): mono is duplicated to stereo, stereo is averaged to mono."""
-    channels = check_channels(channels)
-    if x.shape[0] == channels:
-        return x
-    if x.shape[0] == 1:
-        return np.repeat(x, channels, axis=0)
-    return x.mean(axis=0, keepdims=True, dtype=np.float32)
-
-
 def read_audio(path: str, *, start: int = 0, frames: int | None = None, sample_rate: int | None = None,
                channels: int | None = None, info: AudioInfo | None = None) -> np.ndarray:
     """Reads ``frames`` frames from ``start`` (both counted at the OUTPUT ``sample_rate``) as float32 (C, T).
@@ -97,7 +89,8 @@ def read_audio(path: str, *, start: int = 0, frames: int | None = None, sample_r
     Only the frames needed are read from disk (plus a few for the resampling filter's edges, so a segment is
     sample-identical to the same span of a full-file resample up to float rounding). Past the end of the file
     the result is zero-padded, so exactly ``frames`` frames come back. ``sample_rate``/``channels`` default to
-    the file's. ``info`` (from :func:`audio_info`) saves one header read.
+    the file's; mono is duplicated to stereo, stereo averaged to mono. ``info`` (from :func:`audio_info`) saves
+    one header read.
     """
     info = info or audio_info(path)
     sr_out = info.sample_rate if sample_rate is None else check_rate("sample_rate", sample_rate)

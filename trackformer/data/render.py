@@ -23,7 +23,7 @@ from collections import deque
 
 import numpy as np
 
-from trackformer.data.audio import audio_info, read_audio, resample
+from trackformer.data.audio import read_audio
 from trackformer.data.moisesdb import commit_song, remove_stale_temp, write_song
 
 PARTS = ("soprano", "alto", "tenor", "bass")
@@ -201,11 +201,7 @@ def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: 
             if proc.returncode != 0 or not os.path.isfile(wav):
                 raise RuntimeError(f"fluidsynth failed on {name}/{voice} (exit {proc.returncode}): "
                                    f"{(proc.stderr or proc.stdout).strip()[-500:]}")
-            info = audio_info(wav)
-            audio = read_audio(wav, info=info, channels=2)
-            if info.sample_rate != sample_rate:
-                audio = resample(audio, info.sample_rate, sample_rate)
-            stems[voice] = audio
+            stems[voice] = read_audio(wav, sample_rate=sample_rate, channels=2)  # resampled if fluidsynth differs
     length = max(a.shape[1] for a in stems.values())
     stems = {v: np.pad(a, ((0, 0), (0, length - a.shape[1]))) for v, a in stems.items()}
     peak = float(np.abs(sum(stems.values())).max())

@@ -92,10 +92,6 @@ class FileSong(Song):
     def num_frames(self) -> int:
         return self._frames
 
-    @property
-    def files(self) -> list[str]:
-        return [t.path for s in self.stems for t in s.tracks]
-
     def _load(self, start: int, frames: int) -> np.ndarray:
         out = np.zeros((len(self.stems), self.channels, frames), dtype=np.float32)
         for k, stem in enumerate(self.stems):
