@@ -113,6 +113,11 @@ def test_errors_are_one_actionable_line(tmp_path, capsys, checkpoint, monkeypatc
         assert rc == 1, (message, err)
         assert message in err and "Traceback" not in err and err.strip().count("\n") == 0, (message, err)
 
+    (tmp_path / "again").mkdir()
+    same_name = write_wav(tmp_path / "again" / "good.wav", 0.1 * np.ones((2, 4000)))
+    rc, _, err = run_cli(capsys, "separate", good, same_name, "--checkpoint", checkpoint, "-o", str(tmp_path))
+    assert rc == 1 and "same folder" in err
+
     monkeypatch.setattr(trackformer.separate, "load_separator", lambda path, device: (OutOfMemory(), {}))
     rc, _, err = run_cli(capsys, "separate", good, "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
                          "--chunk-seconds", "0.5", "--device", "cpu", "-q")

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from trackformer.metrics import effective_mask_count, mask_overlap, separation_scores, si_snr, si_snri
+from trackformer.metrics import (
+    effective_count,
+    effective_mask_count,
+    mask_overlap,
+    mask_statistics,
+    separation_scores,
+    si_snr,
+    si_snri,
+)
 
 S = torch.tensor([1.0, -1.0, 1.0, -1.0])  # zero mean, ‖s‖² = 4
 N = torch.tensor([1.0, 1.0, -1.0, -1.0])  # zero mean, orthogonal to S, ‖n‖² = 4
@@ -190,6 +198,19 @@ def test_mask_metrics_batched_matches_unbatched():
         assert batched[b].item() == pytest.approx(mask_overlap(masks[b], mag[b]).item(), rel=1e-6)
     neff = effective_mask_count(masks, mag)
     assert neff.shape == (3,) and bool(((neff >= 1) & (neff <= 8)).all())
+
+
+def test_mask_statistics_add_up_over_blocks():
+    masks = torch.softmax(torch.randn(8, 2, 9, 20), dim=0)
+    mag = torch.rand(2, 9, 20)
+    whole = mask_statistics(masks, mag)
+    halves = [mask_statistics(masks[..., a:b], mag[..., a:b]) for a, b in ((0, 7), (7, 20))]
+    for w, h1, h2 in zip(whole, *halves):
+        torch.testing.assert_close(w, h1 + h2)
+    assert float(effective_count(whole[0])) == pytest.approx(float(effective_mask_count(masks, mag)), rel=1e-6)
+    assert float(whole[1] / whole[2]) == pytest.approx(float(mask_overlap(masks, mag)), rel=1e-6)
+    with pytest.raises(ValueError, match="not all zero"):
+        effective_count(torch.zeros(8))
 
 
 def test_mask_metrics_errors():

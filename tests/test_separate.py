@@ -276,3 +276,14 @@ def test_separate_file_writes_stems_picture_and_json(tmp_path, rate, channels):
     assert saved["sample_rate"] == rate and saved["channels"] == channels
     assert len(saved["output_energy_db"]) == 8 and 1 <= saved["effective_mask_count"] <= 8
     assert saved == json.loads(json.dumps(result))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    model = tiny_performer()
+    x = 0.1 * torch.randn(2, round(1.3 * RATE))
+    cpu, cpu_info = separate_waveform(model, x, RATE, 0.5, 0.125, analysis=True)
+    gpu, gpu_info = separate_waveform(model.cuda(), x, RATE, 0.5, 0.125, analysis=True)
+    assert gpu.device.type == "cpu"  # results come back to the CPU
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-3)
+    assert gpu_info["analysis"]["mask_overlap"] == pytest.approx(cpu_info["analysis"]["mask_overlap"], rel=1e-3)

@@ -37,7 +37,7 @@ def _device(name: str):
 
 def _cmd_separate(args) -> int:
     from trackformer.data.audio import audio_info
-    from trackformer.separate import load_separator, separate_file
+    from trackformer.separate import load_separator, output_dir_for, separate_file
 
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     if not os.path.isfile(checkpoint):
@@ -46,6 +46,11 @@ def _cmd_separate(args) -> int:
                                        "`trackformer train`)"))
     for song in args.songs:  # fail on a typo before a long run
         audio_info(song)
+    folders = [output_dir_for(song, args.output) for song in args.songs]
+    clash = sorted({f for f in folders if folders.count(f) > 1})
+    if clash:
+        raise ValueError(f"several inputs would write to the same folder {clash[0]}; separate them in two runs "
+                         "with different -o")
     device = _device(args.device)
     model, info = load_separator(checkpoint, device)
     chunk = args.chunk_seconds or info.get("segment_seconds") or 10.0
@@ -188,10 +193,12 @@ def error_message(err: BaseException, args) -> str:
     """One line a person can act on."""
     import torch
 
+    hint = {"separate": " a smaller --chunk-seconds", "evaluate": " a smaller --segment"}.get(
+        getattr(args, "command", ""), " smaller sizes")
     if isinstance(err, torch.cuda.OutOfMemoryError):
-        hint = {"separate": " a smaller --chunk-seconds", "evaluate": " a smaller --segment"}.get(
-            getattr(args, "command", ""), " smaller sizes")
         return f"CUDA out of memory; try{hint} or --device cpu"
+    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and "can't allocate memory" in str(err)):
+        return f"out of memory on the CPU; try{hint}"
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, (ValueError, TypeError, FileNotFoundError, OSError)) or type(err).__name__ in (
             "CheckpointError", "AudioFileError"):

@@ -17,6 +17,8 @@ Conventions (shared/DESIGN.md §3):
   ``Σ (mask_m·|X|)²`` in output m (1 .. M).
 * ``mask_overlap``: mean over TF bins, weighted by the mixture energy |X|², of ``exp(H_bin)`` with H_bin the
   entropy of the masks across outputs in that bin (1 = disjoint masks, M = identical masks).
+* ``mask_statistics`` gives the additive sums behind both, so long signals can be scored block by block
+  (``effective_count`` of the summed output energies; overlap sum / mixture energy).
 """
 
 import functools
