@@ -88,6 +88,11 @@ def test_bad_files_raise_audio_file_error_naming_the_path(tmp_path):
     sf.write(six, np.zeros((10, 6), np.float32), 44100)
     with pytest.raises(AudioFileError, match="6 channels"):
         audio_info(six)
+    nan = str(tmp_path / "nan.wav")
+    sf.write(nan, np.array([[0.1, 0.2], [np.nan, 0.0], [0.3, 0.1]], np.float32), 44100, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match="NaN"):
+        read_audio(nan)
+    assert read_audio(nan, start=2).shape == (2, 1)  # only the frames read are checked
     assert issubclass(AudioFileError, ValueError)
 
 

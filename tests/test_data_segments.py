@@ -123,6 +123,19 @@ def test_bad_file_during_loading_is_dropped_and_logged(tmp_path, caplog):
         ds[0]
 
 
+def test_non_finite_song_is_dropped_not_looped_on(caplog):
+    class NanSong(TagSong):
+        def _load(self, start, frames):
+            return np.full((2, self.channels, frames), np.nan, np.float32)
+
+    songs = [TagSong(1, 40000), NanSong(2, 40000), TagSong(3, 40000)]
+    ds = MixitPairs(songs, segment_seconds=0.5, sample_rate=8000, examples_per_epoch=10, seed=0)
+    with caplog.at_level(logging.WARNING, logger="trackformer.data"):
+        items = [ds[i] for i in range(10)]
+    assert ds.bad == {1} and "tag2" in caplog.text
+    assert all(np.isfinite(it["x1"].numpy()).all() and np.isfinite(it["x2"].numpy()).all() for it in items)
+
+
 def test_input_validation():
     songs = _songs(2)
     with pytest.raises(ValueError, match="at least 2 songs"):

@@ -136,7 +136,8 @@ _INT_PCM = {"PCM_16": (np.int16, 2.0 ** -15), "PCM_24": (np.int32, 2.0 ** -31), 
 
 
 def _read_frames(info: AudioInfo, a: int, b: int) -> np.ndarray:
-    """Frames [a, b) of the file as float32 (C, b - a); AudioFileError if the data cannot be decoded.
+    """Frames [a, b) of the file as float32 (C, b - a); AudioFileError if the data cannot be decoded or a
+    floating-point file holds NaN/Inf.
 
     Integer PCM is read raw and scaled while transposing (one pass instead of libsndfile's conversion plus a
     transposing copy): about twice as fast for 16-bit WAV.
@@ -147,6 +148,8 @@ def _read_frames(info: AudioInfo, a: int, b: int) -> np.ndarray:
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioFileError(f"cannot decode audio file {info.path} (frames {a}..{b}): {e}") from e
     if scale is None:
+        if not np.isfinite(data).all():
+            raise AudioFileError(f"audio file {info.path} holds NaN or infinite samples (frames {a}..{b})")
         return np.ascontiguousarray(data.T)
     out = np.empty((data.shape[1], data.shape[0]), np.float32)
     np.multiply(data.T, np.float32(scale), out=out)

@@ -25,8 +25,9 @@ class MixitPairs(Dataset):
     Songs are drawn in proportion to their length (every second of audio equally likely), the segment start
     uniformly. A segment quieter than ``min_rms`` (RMS over channels and time of its mixture) is redrawn, up to
     ``max_tries`` times in all, the last draws from other songs; then the quietest-but-best draw is used
-    (logged) rather than hang. A song whose audio fails to decode is logged, dropped for the rest of the run
-    (in that worker) and replaced by another draw; if no usable song remains a RuntimeError says so.
+    (logged) rather than hang. A song whose audio fails to decode (or holds NaN/Inf) is logged, dropped for the
+    rest of the run (in that worker) and replaced by another draw; if no usable song remains a RuntimeError says
+    so.
 
     ``deterministic=False``: item i changes every epoch (the draw also uses torch's RNG, which the loader seeds
     per epoch and worker). ``deterministic=True``: item i is a function of (``seed``, i) only — the same
@@ -101,6 +102,11 @@ class MixitPairs(Dataset):
                     continue
                 mix = stems.sum(0)  # numpy: single-threaded, no contention with torch's thread pool
                 rms = float(np.sqrt(np.mean(np.square(mix, dtype=np.float64))))
+                if not math.isfinite(rms):
+                    log.warning("dropping song %s: NaN or infinite samples near frame %d", self.songs[song].name,
+                                start)
+                    self.bad.add(song)
+                    continue
                 if rms >= self.min_rms:
                     return song, stems, mix
                 if rms > best_rms:
