@@ -151,8 +151,10 @@ def test_stitching_keeps_the_order_of_changing_sources():
 
 def test_inconsistent_model_and_resampling_still_sum_to_input():
     x = 0.2 * torch.randn(1, 11025 * 2)  # mono at 11.025 kHz into an 8 kHz model
-    sources, info = separate_waveform(Constant(), x, 11025, chunk_seconds=0.5, overlap_seconds=0.1)
+    sources, info = separate_waveform(Constant(), x, 11025, chunk_seconds=0.5, overlap_seconds=0.1, analysis=True)
     assert sources.shape == (8, 1, x.shape[1])
+    assert info["analysis"]["mask_source"] == "stems"  # no masks of its own: derived from the stems
+    assert info["analysis"]["effective_mask_count"] == pytest.approx(8.0, rel=1e-4)  # 8 equal outputs
     assert info["raw_consistency_db"] > 0  # 2.4·x − x: the model itself is far off
     assert error_db(sources.sum(0), x) < -60
 
