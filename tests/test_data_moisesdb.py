@@ -92,7 +92,7 @@ def test_stems_are_summed_padded_resampled_and_mixture_is_their_sum(tree):
     t1 = read_audio(os.path.join(folder, "a-two-tracks-vocals-1.wav"))
     np.testing.assert_allclose(stems[0, :, :25000].numpy(), (t0[:, :25000] + t1), atol=1e-6)
     np.testing.assert_allclose(stems[0, :, 25000:].numpy(), t0[:, 25000:], atol=1e-6)  # shorter track: padded
-    assert torch.equal(a.load_mixture(), stems.sum(0))
+    torch.testing.assert_close(a.load_mixture(), stems.sum(0), rtol=0, atol=1e-6)
     # mono file duplicated to stereo, 48 kHz file resampled to 44.1 kHz, shorter stem zero-padded
     sb = b.load_stems()
     assert sb.shape == (2, 2, SR) and b.duration == pytest.approx(1.0)
@@ -171,7 +171,7 @@ def test_stems_folder(tmp_path):
     assert ds.songs[0].stem_names == ["stem0", "stem1", "stem2"]
     x = ds.songs[0].load_stems()
     assert x.shape == (3, 2, 4200)
-    assert torch.equal(ds.songs[0].load_mixture(), x.sum(0))
+    torch.testing.assert_close(ds.songs[0].load_mixture(), x.sum(0), rtol=0, atol=1e-6)
     assert {os.path.basename(p) for p, _ in ds.skipped} == {"s3", "s4"}
     assert [s.name for s in StemsFolder(str(tmp_path), max_stems=2).songs] == ["s2"]
 

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from trackformer.data import MixitPairs, MoisesDB, Song, SyntheticMusic, make_loader
+from trackformer.data import MixitPairs, MoisesDB, Song, SyntheticMusic, make_loader, write_song
 
 
 class TagSong(Song):
@@ -67,6 +67,20 @@ def test_stems_outputs_and_padding():
             tag = {3: 0.01, 1: 0.02, 4: 0.03}[k]  # the song with k stems has constant stems = its tag
             assert 10 ** (-12 / 20) * tag - 1e-7 <= stems[0, 0, 0].item() <= tag + 1e-7  # gain in [-12, 0] dB
     assert seen == {1, 3, 4}
+
+
+def test_mixture_fast_path_matches_the_sum_of_stems(tmp_path):
+    """Without return_stems, file songs sum every track into one buffer; the items must match the stems path."""
+    for song in SyntheticMusic(3, seconds=2, sample_rate=8000, seed=4):
+        write_song(str(tmp_path), song.name, dict(zip(song.stem_names, song.load_stems().numpy())), 8000)
+    songs = MoisesDB(str(tmp_path), sample_rate=8000).songs
+    kw = dict(segment_seconds=0.7, sample_rate=8000, examples_per_epoch=4, seed=2, deterministic=True,
+              random_gain_db=(-6, 0))
+    fast, full = MixitPairs(songs, **kw), MixitPairs(songs, return_stems=True, **kw)
+    for i in range(4):
+        a, b = fast[i], full[i]
+        for key in ("x1", "x2"):
+            np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), rtol=0, atol=1e-6)
 
 
 def test_deterministic_items_are_the_same_every_epoch_and_random_ones_are_not():

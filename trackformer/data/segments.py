@@ -85,9 +85,9 @@ class MixitPairs(Dataset):
                                "to decode; see the log)")
         return w / w.sum()
 
-    def _segment(self, rng: np.random.Generator, exclude: int | None) -> tuple[int, np.ndarray, np.ndarray]:
-        """(song index, stems (K, C, T), mixture (C, T)) of a segment loud enough, from a song other than
-        ``exclude``."""
+    def _segment(self, rng: np.random.Generator, exclude: int | None) -> tuple[int, np.ndarray | None, np.ndarray]:
+        """(song index, stems (K, C, T) or None without ``return_stems``, mixture (C, T)) of a segment loud
+        enough, from a song other than ``exclude``."""
         while True:  # ends: each failed decode removes a song for good, and _weights raises once none is left
             best, best_rms, song = None, -1.0, None
             for attempt in range(self.max_tries):
@@ -95,13 +95,16 @@ class MixitPairs(Dataset):
                     song = int(rng.choice(len(self.songs), p=self._weights(exclude)))
                 start = int(rng.integers(0, max(self.lengths[song] - self.frames, 0) + 1))
                 try:
-                    stems = self.songs[song].load_stems(start, self.frames).numpy()
+                    if self.return_stems:
+                        stems = self.songs[song].load_stems(start, self.frames).numpy()
+                        mix = stems.sum(0)  # numpy: single-threaded, no contention with torch's thread pool
+                    else:  # summed straight into one buffer: a quarter of the memory traffic
+                        stems, mix = None, self.songs[song].load_mixture(start, self.frames).numpy()
                 except (AudioFileError, OSError, RuntimeError) as e:
                     log.warning("dropping song %s: %s", self.songs[song].name, e)
                     self.bad.add(song)
                     continue
-                mix = stems.sum(0)  # numpy: single-threaded, no contention with torch's thread pool
-                rms = float(np.sqrt(np.mean(np.square(mix, dtype=np.float64))))
+                rms = float(np.sqrt(np.mean(np.square(mix))))  # float32, pairwise summation
                 if not math.isfinite(rms):
                     log.warning("dropping song %s: NaN or infinite samples near frame %d", self.songs[song].name,
                                 start)
@@ -128,8 +131,12 @@ class MixitPairs(Dataset):
         item = {}
         for i, stems, mix in ((1, stems1, mix1), (2, stems2, mix2)):
             if self.random_gain_db is not None:
-                stems = stems * np.float32(10 ** (rng.uniform(*self.random_gain_db) / 20))
-                mix = stems.sum(0)
+                gain = np.float32(10 ** (rng.uniform(*self.random_gain_db) / 20))
+                if stems is None:
+                    mix = mix * gain
+                else:
+                    stems = stems * gain
+                    mix = stems.sum(0)
             item[f"x{i}"] = torch.from_numpy(mix)
             if self.return_stems:
                 k = stems.shape[0]

@@ -46,19 +46,26 @@ class Song:
     def _load(self, start: int, frames: int) -> np.ndarray:
         raise NotImplementedError
 
-    def load_stems(self, start: int = 0, frames: int | None = None) -> torch.Tensor:
-        """Stems (K, C, frames) float32 from frame ``start``; zero-padded past the end; whole song by default."""
+    def _load_mixture(self, start: int, frames: int) -> np.ndarray:
+        """(C, frames); subclasses may sum straight into one buffer."""
+        return self._load(start, frames).sum(0)
+
+    def _span(self, start: int, frames: int | None) -> tuple[int, int]:
         if start < 0:
             raise ValueError(f"{self.name}: start must be >= 0 frames, got {start}")
         if frames is None:
             frames = max(self.num_frames - start, 0)
         if frames < 0:
             raise ValueError(f"{self.name}: frames must be >= 0, got {frames}")
-        return torch.from_numpy(self._load(int(start), int(frames)))
+        return int(start), int(frames)
+
+    def load_stems(self, start: int = 0, frames: int | None = None) -> torch.Tensor:
+        """Stems (K, C, frames) float32 from frame ``start``; zero-padded past the end; whole song by default."""
+        return torch.from_numpy(self._load(*self._span(start, frames)))
 
     def load_mixture(self, start: int = 0, frames: int | None = None) -> torch.Tensor:
-        """The mixture (C, frames) = sum of the stems."""
-        return self.load_stems(start, frames).sum(0)
+        """The mixture (C, frames) = sum of the stems (equal to ``load_stems(...).sum(0)`` up to float rounding)."""
+        return torch.from_numpy(self._load_mixture(*self._span(start, frames)))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.name!r}, stems={self.stem_names}, {self.duration:.1f} s, "
@@ -97,6 +104,13 @@ class FileSong(Song):
         for k, stem in enumerate(self.stems):
             for t in stem.tracks:
                 add_audio(out[k], t, start, self.sample_rate)
+        return out
+
+    def _load_mixture(self, start: int, frames: int) -> np.ndarray:
+        out = np.zeros((self.channels, frames), dtype=np.float32)
+        for stem in self.stems:
+            for t in stem.tracks:
+                add_audio(out, t, start, self.sample_rate)
         return out
 
 
