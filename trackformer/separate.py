@@ -12,7 +12,7 @@ Pipeline of :func:`separate_waveform` (audio (C, T) at ``sample_rate`` Hz):
   3. resample back, and the mixture-consistency projection (residual spread evenly over the M outputs), so the
      stems sum to the input whatever the model (ConvTasNet is not consistent by construction) and whatever the
      resampling lost above the model's Nyquist. ``info["raw_consistency_db"]`` is the error before the
-     projection (≈ −100 dB for the Performer, whose softmax masks sum to 1).
+     projection (≈ −140 dB, float rounding, for the Performer, whose softmax masks sum to 1).
 
 With ``analysis=True`` it also returns the no-ground-truth statistics (effective mask count, mask overlap) and a
 time-pooled picture of the mixture spectrogram and the M masks. For a model with masks (``model.spectrogram``
@@ -185,7 +185,7 @@ def separate_waveform(model: torch.nn.Module, audio, sample_rate: int, chunk_sec
 
     ``model(mixture (1, C', T')) -> (1, M, C', T')`` at ``model.sample_rate``; it runs on its own device, in
     eval mode. Windows of ``chunk_seconds`` (the segment length it was trained on) overlap by
-    ``overlap_seconds`` (0 < overlap < chunk). Returns ``sources`` (M, C, T) float32 on the CPU at the input's
+    ``overlap_seconds`` (0 < overlap <= chunk / 2). Returns ``sources`` (M, C, T) float32 on the CPU at the input's
     rate and channel count, summing to ``audio``, and ``info`` = {model_sample_rate, chunk_samples,
     overlap_samples, n_chunks, raw_consistency_db, output_energy_db, silent_outputs} plus, with ``analysis``,
     ``analysis`` = {mask_source: "model" | "stems", effective_mask_count, mask_overlap, picture}.
@@ -199,14 +199,14 @@ def separate_waveform(model: torch.nn.Module, audio, sample_rate: int, chunk_sec
     model_rate = int(getattr(model, "sample_rate", sample_rate))
     if not chunk_seconds > 0:
         raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
-    if not 0 < overlap_seconds < chunk_seconds:
-        raise ValueError(f"overlap_seconds must be > 0 (to keep the output order across chunks) and smaller "
-                         f"than chunk_seconds={chunk_seconds}, got {overlap_seconds}")
+    if not 0 < overlap_seconds <= chunk_seconds / 2:
+        raise ValueError(f"overlap_seconds must be > 0 (to keep the output order across chunks) and at most half "
+                         f"of chunk_seconds={chunk_seconds} (so only two windows overlap), got {overlap_seconds}")
     chunk = round(chunk_seconds * model_rate)
     overlap = round(overlap_seconds * model_rate)
-    if overlap < 1 or chunk - overlap < 1:
+    if overlap < 1 or 2 * overlap > chunk:
         raise ValueError(f"chunk_seconds={chunk_seconds} and overlap_seconds={overlap_seconds} give {chunk} and "
-                         f"{overlap} samples at {model_rate} Hz; both overlap and chunk - overlap must be >= 1")
+                         f"{overlap} samples at {model_rate} Hz; need 1 <= overlap <= chunk / 2")
     model.eval()
     device = model_device(model)
     channels = model_channels(model)
