@@ -1,8 +1,9 @@
-"""MixIT losses: exact assignment search on the statistics, then one remix with autograd.
+"""MixIT losses: exact assignment search on the statistics, then one remix of the waveforms.
 
 ``best_assignment`` forms G, c, e (stats.py) and runs the exhaustive search (search.py) without gradients;
 ``mixit_loss`` remixes the estimates by that assignment once and evaluates the loss on the remixed waveforms,
-so the gradient flows through the chosen assignment only.
+so the gradient flows through the chosen assignment only. The (negative) SNR losses use a fused autograd
+Function (one baddbmm + one dot product forward, one bmm backward); SI-SNR uses plain autograd.
 """
 
 import math
@@ -54,6 +55,16 @@ def _check_finite(*stats: torch.Tensor) -> None:
                          "the accumulation dtype)")
 
 
+def _assign(estimates: torch.Tensor, mixtures: torch.Tensor, tau: float):
+    """Flattened inputs (B, M, L), (B, N, L), the mixture energies e (B, N), the assignment and its loss."""
+    est, mix = flatten_inputs(estimates, mixtures)
+    with torch.no_grad():
+        gram, cross, energy = statistics(est, mix)
+        _check_finite(gram, cross, energy)
+        assignment, loss = search(gram, cross, energy, tau)
+    return est, mix, energy, assignment, loss
+
+
 def best_assignment(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=30.0):
     """The MixIT-optimal assignment of estimates to mixtures (no gradient).
 
@@ -65,12 +76,44 @@ def best_assignment(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=
         loss (B,) in dB of that assignment, float32 (float64 for float64 inputs). Ties go to the lowest
         index Σ_m A_m·N^m.
     """
-    tau = snr_tau(snr_max)
-    est, mix = flatten_inputs(estimates, mixtures)
-    with torch.no_grad():
-        stats = statistics(est, mix)
-        _check_finite(*stats)
-        return search(*stats, tau)
+    _, _, _, assignment, loss = _assign(estimates, mixtures, snr_tau(snr_max))
+    return assignment, loss
+
+
+class _RemixSNR(torch.autograd.Function):
+    """Thresholded (or negative) SNR loss (B,) of the remix by a fixed assignment, with a fused backward.
+
+    forward(est (B, M, L), mix (B, N, L), onehot (B, N, M), energy (B, N) = ‖x_n‖², tau, subtract_energy):
+    residuals r_n = x_n − Σ_m A_nm ŝ_m in one baddbmm, v_n = ‖r_n‖² + τ e_n + 1e-8, loss = (1/N) Σ 10·log10 v_n
+    (minus 10·log10(e_n + 1e-8) for the negative SNR). Backward: ∂loss/∂ŝ_m = −(20 / (N ln 10)) r_{A_m} / v_{A_m},
+    one bmm; the same for the mixtures when they require grad.
+    """
+
+    @staticmethod
+    def forward(ctx, est, mix, onehot, energy, tau, subtract_energy):
+        resid = torch.baddbmm(mix, onehot, est, alpha=-1)
+        value = torch.linalg.vecdot(resid, resid) + tau * energy + SEARCH_EPS
+        per_mixture = 10 * torch.log10(value)
+        if subtract_energy:
+            per_mixture = per_mixture - 10 * torch.log10(energy + SEARCH_EPS)
+        ctx.save_for_backward(resid, onehot, value, energy, mix if ctx.needs_input_grad[1] else None)
+        ctx.tau, ctx.subtract_energy = tau, subtract_energy
+        return per_mixture.mean(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        resid, onehot, value, energy, mix = ctx.saved_tensors
+        scale = grad[:, None] * (20 / (value.shape[1] * math.log(10)))                   # (B, 1)
+        coef = scale / value                                                                # (B, N)
+        grad_est = grad_mix = None
+        if ctx.needs_input_grad[0]:
+            grad_est = torch.bmm(onehot.transpose(1, 2) * -coef[:, None, :], resid)
+        if ctx.needs_input_grad[1]:
+            weight = coef * ctx.tau
+            if ctx.subtract_energy:
+                weight = weight - scale / (energy + SEARCH_EPS)
+            grad_mix = coef[..., None] * resid + weight[..., None] * mix
+        return grad_est, grad_mix, None, None, None, None
 
 
 def remix(estimates: torch.Tensor, assignment: torch.Tensor, n: int) -> torch.Tensor:
@@ -100,14 +143,19 @@ def mixit_loss(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=30.0,
         raise ValueError(f"mixit: loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"mixit: reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    assignment, _ = best_assignment(estimates, mixtures, snr_max=snr_max)
     tau = snr_tau(snr_max)
-    acc = accumulation_dtype(estimates, mixtures)
-    b, n = mixtures.shape[:2]
-    remixed = remix(estimates.to(acc), assignment, n)
-    loss = per_mixture_loss(remixed.reshape(b, n, -1), mixtures.to(acc).reshape(b, n, -1), tau, loss_type).mean(-1)
+    est, mix, energy, assignment, _ = _assign(estimates, mixtures, tau)
+    acc = accumulation_dtype(est, mix)
+    est, mix, n = est.to(acc), mix.to(acc), mix.shape[1]
+    if loss_type == "neg_sisnr":
+        loss = per_mixture_loss(remix(est, assignment, n), mix, tau, loss_type).mean(-1)
+    else:
+        onehot = torch.nn.functional.one_hot(assignment, n).transpose(1, 2).to(acc)
+        loss = _RemixSNR.apply(est, mix, onehot, energy, tau, loss_type == "neg_snr")
     if reduction == "mean":
         loss = loss.mean()
     elif reduction == "sum":
         loss = loss.sum()
-    return (loss, assignment, remixed) if return_assignment else loss
+    if not return_assignment:
+        return loss
+    return loss, assignment, remix(estimates.to(acc), assignment, n)
