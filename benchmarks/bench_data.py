@@ -59,6 +59,27 @@ def loader_rate(songs, segment_seconds, examples, workers=2, batch_size=4):
     return n / (time.perf_counter() - t0)
 
 
+def cpu_ms_per_example(songs, segment_seconds, n=12, batch_size=4):
+    """CPU time (ms, this process, one thread) per training example through make_loader(workers=0), collation
+    included: load-independent, unlike wall time on a shared machine (it leaves out the workers' IPC)."""
+    ds = MixitPairs(songs, segment_seconds=segment_seconds, sample_rate=44100, examples_per_epoch=n + batch_size,
+                    seed=0)
+    it = iter(make_loader(ds, batch_size=batch_size, workers=0, seed=0))
+    next(it)  # warm-up: page cache, imports
+    t0 = time.process_time()
+    count = sum(b["x1"].shape[0] for b in it)
+    return (time.process_time() - t0) / count * 1e3
+
+
+def synth_cpu_ms(seconds=10.0, sr=16000, reps=5):
+    song = SyntheticMusic(1, seconds=seconds, sample_rate=sr, seed=0)[0]
+    song.load_stems(0, 1)
+    t0 = time.process_time()
+    for _ in range(reps):
+        song.load_stems()
+    return (time.process_time() - t0) / reps * 1e3
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="4 chorales and fewer examples")
@@ -81,15 +102,19 @@ def main(argv=None):
             print(f"render: {r['existing']} chorales already in {out}; not timed")
         songs = MoisesDB(out).songs
         rate30 = loader_rate(songs, 30.0, examples // 2)
-        rows["loader_30s"] = {"examples_per_s": rate30, "segments_per_s": 2 * rate30}
-        print(f"loader 30 s stereo 44.1 kHz, 2 workers: {2 * rate30:.1f} segments/s ({rate30:.1f} pairs/s)")
+        cpu30 = cpu_ms_per_example(songs, 30.0)
+        rows["loader_30s"] = {"examples_per_s": rate30, "segments_per_s": 2 * rate30, "cpu_ms_per_example": cpu30}
+        print(f"loader 30 s stereo 44.1 kHz, 2 workers: {2 * rate30:.1f} segments/s ({rate30:.1f} pairs/s); "
+              f"{cpu30:.0f} CPU-ms per pair")
         rate10 = loader_rate(songs, 10.0, examples)
-        rows["train_10s"] = {"examples_per_s": rate10, "bar": 10.0, "ok": rate10 >= 10.0}
+        cpu10 = cpu_ms_per_example(songs, 10.0)
+        rows["train_10s"] = {"examples_per_s": rate10, "bar": 10.0, "ok": rate10 >= 10.0, "cpu_ms_per_example": cpu10}
         print(f"training examples 10 s stereo 44.1 kHz, 2 workers: {rate10:.1f} examples/s (bar >= 10/s: "
-              f"{'ok' if rate10 >= 10 else 'BELOW'})")
-        ms = synth_ms()
-        rows["synth_10s_16k"] = {"ms": ms, "bar_ms": 100.0}
-        print(f"synthetic music, 10 s of 4 stems at 16 kHz stereo: {ms:.1f} ms")
+              f"{'ok' if rate10 >= 10 else 'BELOW'}); {cpu10:.0f} CPU-ms per example = {2000 / cpu10:.0f}/s on "
+              "2 idle cores")
+        ms, cpu_ms = synth_ms(), synth_cpu_ms()
+        rows["synth_10s_16k"] = {"ms": ms, "cpu_ms": cpu_ms, "bar_ms": 100.0}
+        print(f"synthetic music, 10 s of 4 stems at 16 kHz stereo: {ms:.1f} ms wall, {cpu_ms:.1f} CPU-ms")
         for sr_file in (44100, 48000):
             seg, full = segment_read_ms(tmp, sr_file)
             rows[f"segment_read_{sr_file}"] = {"segment_ms": seg, "full_ms": full, "ratio": full / seg}
