@@ -28,7 +28,8 @@ OUR_NAMES = {"ours", "trackformer", "fused", "performer"}
 NOT_CASE = set(IMPL_KEYS) | {"ours", "status", "error", "note", "card", "device", "suite", "size", "compile", "torch",
                              "steps_per_epoch", "params", "samples", "precision"}
 CASE_KEEP = {"segment_s", "segment", "seconds"}  # case keys that look like measurements by their suffix
-_METRIC = re.compile(r"(ms|mib|_s|tflops|gbps|gb_s|tb_s|per_epoch|bytes|ratio|err|error|flops|bandwidth)$", re.I)
+_METRIC = re.compile(r"(ms|mib|_s|tflops|gbs|gbps|gb_s|tb_s|per_epoch|bytes|ratio|err|error|flops|bandwidth|pct)$",
+                     re.I)
 # Case keys as suites may spell them -> the spelling ANCHORS uses.
 ALIASES = {"seq_len": "L", "length": "L", "frames": "L", "segment": "segment_s", "seconds": "segment_s",
            "n_estimates": "M", "n_sources": "M", "sample_rate": "rate", "sr": "rate", "B": "batch"}
@@ -118,7 +119,7 @@ def _anchor_text(a) -> str:
     ms, mib = a.values.get("ms"), a.values.get("peak_mib")
     if ms is None and "ms" in a.values:
         return "out of memory"
-    return f"{_fmt(ms)} ms" + (f" / {_fmt(mib)} MiB" if mib is not None else "")
+    return f"{ms:,g} ms" + (f" / {mib:,g} MiB" if mib is not None else "")
 
 
 def suite_section(name: str, entry: dict) -> list[str]:
