@@ -152,7 +152,8 @@ def favor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projectio
     q (B, H, Lq, D), k and v (B, H, Lk, D), one dtype (float32/float16/bfloat16; float64 off the Triton path)
     and device; D in {16, 32, 64, 128}; projection (m, D) with m a multiple of 16 up to 512, e.g. from
     ``orthogonal_random_features``; it gets no gradient. Returns (B, H, Lq, D) in the input dtype; the math is
-    float32 (float64 for float64 inputs).
+    float32 (float64 for float64 inputs). eps > 0 bounds the denominator away from 0; with eps = 0, inputs with
+    s²‖x‖²/2 beyond ~40 underflow every feature in float32 and give 0/0, as the formula does at that precision.
     """
     _check_inputs(q, k, v, projection, eps)
     backend = _backend(q.device)

@@ -1,0 +1,124 @@
+"""The fused Triton FAVOR+ kernels (run by the Triton interpreter on the CPU; on CUDA when one is present).
+
+Errors are Frobenius norms ‖ours − ref‖ / ‖ref‖ against the plain formula evaluated in float64 on the same
+(already rounded) inputs, for the output and, with a random output gradient g, for dq, dk, dv (there divided by
+max(‖ref grad‖, ‖g‖), so gradients that are exactly 0 in theory, as dq, dk at Lk = 1, are held to bound·‖g‖).
+Bounds: float32 1e-5 (measured ≤ 4e-6), float16 2e-3, bfloat16 1e-2 (output rounding dominates).
+"""
+
+import pytest
+import torch
+
+from trackformer._alloc import poisoning
+from trackformer.kernels import favor_attention, orthogonal_random_features
+from trackformer.kernels.favor import triton_fwd
+from trackformer.kernels.favor.reference import favor_attention_reference
+
+pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim:DeprecationWarning")  # interpreter
+BOUND = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def rel_err(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.fixture(autouse=True)
+def _triton_backend(monkeypatch):
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("TRACKFORMER_FAVOR_BACKEND", "triton")
+
+
+def _check(b, h, lq, lk, d, m, dtype=torch.float32, scale=1.0, eps=1e-4, device="cpu"):
+    q = (scale * torch.randn(b, h, lq, d)).to(device, dtype).requires_grad_()
+    k, v = ((scale * torch.randn(b, h, lk, d)).to(device, dtype).requires_grad_() for _ in range(2))
+    w = orthogonal_random_features(m, d).to(device)
+    out = favor_attention(q, k, v, w, eps=eps)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (q, k, v), g)
+    qd, kd, vd = (x.detach().double().requires_grad_() for x in (q, k, v))
+    ref = favor_attention_reference(qd, kd, vd, w.double(), eps=eps)
+    ref_grads = torch.autograd.grad(ref, (qd, kd, vd), g.double())
+    assert out.shape == (b, h, lq, d) and out.dtype == dtype and all(x.dtype == dtype for x in grads)
+    assert torch.isfinite(out).all() and all(torch.isfinite(x).all() for x in grads)
+    bound = BOUND[dtype]
+    assert rel_err(out, ref) < bound
+    g_norm = g.double().norm()
+    for a, r in zip(grads, ref_grads):
+        assert ((a.double() - r).norm() / torch.maximum(r.norm(), g_norm)).item() < bound
+    return q, k, w
+
+
+@pytest.mark.parametrize("b,h,length,d,m", [
+    (1, 1, 1, 16, 48),
+    (1, 1, 7, 32, 80),
+    (2, 2, 100, 64, 64),
+    (1, 1, 517, 16, 48),  # L split over 5 programs, last split shorter
+    (1, 1, 1000, 16, 80),
+    (1, 1, 40, 128, 256),
+    (1, 1, 20, 64, 512),
+])
+def test_matches_reference_fp32(b, h, length, d, m):
+    _check(b, h, length, length, d, m)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs(dtype):
+    _check(1, 2, 100, 100, 64, 80, dtype=dtype)
+
+
+def test_cross_attention_lengths_differ():
+    _check(1, 2, 37, 90, 32, 48)
+
+
+@pytest.mark.parametrize("scale", [10.0, 20.0])
+def test_large_norm_inputs_stay_finite(scale):
+    """Inputs where exp(s·x·w) overflows float32: the maxima keep every value finite and equal to the formula.
+
+    (At such norms every exp term falls far below eps, in the formula too, so attention becomes uniform.)
+    """
+    q, k, w = _check(1, 1, 150, 150, 32, 64, scale=scale)
+    assert torch.isinf(torch.exp(32 ** -0.25 * torch.cat([q, k], dim=2).detach() @ w.t())).any()
+
+
+def test_non_contiguous_inputs():
+    x = torch.randn(1, 50, 3, 2, 32)  # (B, L, qkv, H, D) as a fused projection produces it
+    q, k, v = x.permute(2, 0, 3, 1, 4).unbind(0)
+    w = orthogonal_random_features(32, 32)
+    assert not q.is_contiguous()
+    expected = favor_attention_reference(q.double(), k.double(), v.double(), w.double())
+    assert rel_err(favor_attention(q, k, v, w), expected) < 1e-5
+
+
+def test_outputs_are_poisoned_before_the_kernels_run(monkeypatch):
+    """Every kernel output comes from new_output and is NaN before launch; none is left unwritten."""
+    assert poisoning()
+    allocated = []
+
+    def recording_new_output(shape, *, dtype, device):
+        t = triton_fwd.new_output.__wrapped__(shape, dtype=dtype, device=device)
+        allocated.append((t, bool(torch.isnan(t).all())))
+        return t
+
+    recording_new_output.__wrapped__ = triton_fwd.new_output
+    monkeypatch.setattr(triton_fwd, "new_output", recording_new_output)
+    q, k, v = (torch.randn(1, 1, 70, 16) for _ in range(3))
+    out = favor_attention(q, k, v, orthogonal_random_features(48, 16))
+    assert len(allocated) == 10  # 4 partials, S, z, key max, out, row max, denominator
+    assert all(was_nan for _, was_nan in allocated)
+    assert all(torch.isfinite(t).all() for t, _ in allocated)
+    assert any(t is out or t.data_ptr() == out.data_ptr() for t, _ in allocated)
+
+
+def test_float64_is_rejected_on_triton():
+    q = torch.randn(1, 1, 4, 16, dtype=torch.float64)
+    with pytest.raises(TypeError, match="float64"):
+        favor_attention(q, q, q, orthogonal_random_features(16, 16))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("length", [517, 5168])
+def test_cuda_matches_reference(dtype, length):
+    _check(2, 4, length, length, 64, 256, dtype=dtype, device="cuda")
+    _check(1, 2, length, 33, 128, 80, dtype=dtype, device="cuda")
