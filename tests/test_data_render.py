@@ -61,6 +61,21 @@ def test_rerun_is_idempotent_and_workers_do_not_change_the_selection(rendered):
     assert sorted(sequential) == sorted(os.path.basename(p)[:-4] for p in list_chorales()[:3])
 
 
+@needs_fluidsynth
+def test_cli_render_chorales(rendered, capsys):
+    import argparse
+
+    from trackformer.data.cli import add_parser
+
+    out, _ = rendered
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["data", "render-chorales", out, "--n", "2", "--sample-rate", str(SR), "--workers", "1"])
+    assert args.func(args) == 0 and "2 already there" in capsys.readouterr().out
+    args = parser.parse_args(["data", "render-chorales", out, "--n", "1", "--soundfont", "/missing.sf2"])
+    assert args.func(args) == 2 and "missing.sf2" in capsys.readouterr().err
+
+
 def test_chorale_list_and_tools():
     paths = list_chorales()
     assert len(paths) > 350 and os.path.basename(paths[0]).startswith("bwv1.")

@@ -277,10 +277,11 @@ def render_chorales(out_dir: str, *, n: int | None = None, sample_rate: int = 44
             try:
                 r = job if isinstance(job, dict) else job.result() if job is not None else render_one(p, *args)
             except Exception as e:  # one bad piece must not stop the others; it is reported
-                summary["skipped"].append((os.path.basename(p), f"{type(e).__name__}: {e}"))
-                continue
+                r = {"name": os.path.basename(p), "status": "skipped", "reason": f"{type(e).__name__}: {e}"}
             if r["status"] == "skipped":
                 summary["skipped"].append((r["name"], r["reason"]))
+                if n is None:  # the bar counts pieces when rendering all, songs when rendering n
+                    bar.update()
                 continue
             if r["status"] == "rendered":
                 commit_song(r["tmp"], r["final"])
