@@ -1,7 +1,9 @@
 """One MixIT training step (forward, mixit_loss, backward, AdamW): PerformerSeparator vs SDPA twin vs ConvTasNet.
 
 Models (``--models``): ``performer`` (PerformerSeparator, FAVOR+ attention: ours), ``sdpa`` (the same separator
-with attention="softmax", i.e. PyTorch scaled_dot_product_attention: the stronger anchor) and ``convtasnet``
+with attention="softmax", i.e. PyTorch scaled_dot_product_attention: the stronger anchor), ``performer-pytorch``
+(the same separator with performer-pytorch 1.1.4's eager FastAttention on the same random features: ANCHORS.md's
+off-the-shelf Performer; rows are "skipped" where performer_pytorch is not importable) and ``convtasnet``
 (trackformer.baselines.ConvTasNet, torchaudio's default configuration). Each step takes a batch of mixtures of
 mixtures x1 + x2 (random audio at 0.1 RMS, the same batch every step), M = 8 outputs, and the exact MixIT loss
 against (x1, x2). The separators run under bf16 autocast (``--amp``, as in ANCHORS.md), ConvTasNet in float32
@@ -36,7 +38,7 @@ from trackformer.mixit import mixit_loss
 from trackformer.models import PerformerSeparator, SeparatorConfig
 from trackformer.profiling import nvtx_range
 
-MODELS = ("performer", "sdpa", "convtasnet")
+MODELS = ("performer", "sdpa", "performer-pytorch", "convtasnet")
 V100_MIB = 32510  # what torch.cuda.get_device_properties reports for a 32 GB V100 (SXM2 / PCIe)
 N_SOURCES = 8
 
@@ -46,13 +48,38 @@ TINY_CONVTASNET = dict(enc_num_feats=64, msk_num_feats=32, msk_num_hidden_feats=
                        msk_num_stacks=1)
 
 
+class OffTheShelfAttention(torch.nn.Module):
+    """A FavorAttention's qkv/output projections around performer-pytorch's FastAttention, which gets the same
+    random-feature projection: (B, L, d_model) -> (B, L, d_model). Benchmark-only baseline."""
+
+    def __init__(self, attn: torch.nn.Module):
+        super().__init__()
+        from performer_pytorch import FastAttention  # benchmark-only dependency
+
+        self.inner = attn
+        self.fast = FastAttention(dim_heads=attn.d_head, nb_features=attn.nb_features)
+        self.fast.projection_matrix = attn.projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, (b, length, _) = self.inner, x.shape
+        q, k, v = a.qkv(x).view(b, length, 3, a.n_heads, a.d_head).permute(2, 0, 3, 1, 4).unbind(0)
+        y = self.fast(q, k, v)
+        return a.dropout(a.out(y.transpose(1, 2).reshape(b, length, a.d_model)))
+
+
 def build_model(name: str, *, rate: int, channels: int, size: str = "full") -> torch.nn.Module:
-    """A freshly initialised model ``name`` (one of MODELS) with M = 8 outputs, in training mode, on the CPU."""
-    if name in ("performer", "sdpa"):
+    """A freshly initialised model ``name`` (one of MODELS) with M = 8 outputs, in training mode, on the CPU.
+
+    Raises ImportError for "performer-pytorch" when performer_pytorch is not installed."""
+    if name in ("performer", "sdpa", "performer-pytorch"):
         extra = TINY_SEPARATOR if size == "tiny" else {}
         cfg = SeparatorConfig(channels=channels, n_sources=N_SOURCES, sample_rate=rate,
-                              attention="favor" if name == "performer" else "softmax", **extra)
-        return PerformerSeparator(cfg)
+                              attention="softmax" if name == "sdpa" else "favor", **extra)
+        model = PerformerSeparator(cfg)
+        if name == "performer-pytorch":
+            for block in model.blocks:
+                block.attn = OffTheShelfAttention(block.attn)
+        return model
     if name == "convtasnet":
         extra = TINY_CONVTASNET if size == "tiny" else {}
         return ConvTasNet(n_sources=N_SOURCES, sample_rate=rate, **extra)
@@ -131,6 +158,9 @@ def measure(name: str, *, rate: int, segment_s: float, batch: int, channels: int
         row["peak_mib"] = peak_extra_mib(step, device)
         row["steps_per_epoch"] = steps_per_epoch(epoch_hours, segment_s, batch)
         row["min_per_epoch"] = row["steps_per_epoch"] * row["ms"] / 60e3
+    except ImportError as err:  # a benchmark-only baseline that is not installed
+        row["status"] = "skipped"
+        row["note"] = f"{err} (carry its wheels: shared/tools/fetch_gpu_wheels.sh)"
     except Exception as err:  # noqa: BLE001 - every failure becomes the row's status, reported, never hidden
         if _is_oom(err):
             row["status"] = "oom"
@@ -207,7 +237,7 @@ def _print_row(row: dict) -> None:
     ms = f"{row['ms']:9.1f} ms" if "ms" in row else f"{row['status']:>12}"
     mib = f"{row['peak_mib']:8.0f} MiB" if row.get("peak_mib") is not None else "        - MiB"
     epoch = f"{row['min_per_epoch']:7.1f} min/epoch" if "min_per_epoch" in row else ""
-    print(f"{row['impl']:>10} {row['rate'] / 1000:5.1f} kHz {row['segment_s']:5g} s {row['precision']:>5} "
+    print(f"{row['impl']:>17} {row['rate'] / 1000:5.1f} kHz {row['segment_s']:5g} s {row['precision']:>5} "
           f"{ms} {mib} {epoch} {row.get('error', '')}", flush=True)
 
 

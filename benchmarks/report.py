@@ -36,7 +36,8 @@ ALIASES = {"seq_len": "L", "length": "L", "frames": "L", "segment": "segment_s",
 DTYPES = {"bfloat16": "bf16", "torch.bfloat16": "bf16", "float16": "fp16", "torch.float16": "fp16", "half": "fp16",
           "float32": "fp32", "torch.float32": "fp32", "float": "fp32"}
 # ANCHORS.md names -> names our suites give the same baseline (after _norm).
-IMPL_SYNONYMS = {"sdpa-transformer-separator": {"sdpa"}, "performer-pytorch-compiled": {"performer-pytorch-compile"},
+IMPL_SYNONYMS = {"sdpa-transformer-separator": {"sdpa"}, "performer-pytorch-separator": {"performer-pytorch"},
+                 "performer-pytorch-compiled": {"performer-pytorch-compile"},
                  "vectorised-splitk": {"vectorized-splitk", "vectorised-split-k", "vectorized-split-k"},
                  "vectorised-bmm": {"vectorized-bmm", "vectorised", "vectorized"}, "gram-bmm": {"gram"}}
 

@@ -237,3 +237,13 @@ def test_profile_op_runs_each_op_and_writes_a_trace(tmp_path, capsys):
 def test_gpu_check_script_parses():
     script = os.path.join(BENCH, "gpu_check.sh")
     assert subprocess.run(["bash", "-n", script], capture_output=True).returncode == 0
+
+
+def test_off_the_shelf_attention_baseline_computes_the_same_attention():
+    pytest.importorskip("performer_pytorch")
+    from trackformer.nn import FavorAttention
+
+    attn = FavorAttention(64, 2, nb_features=32).eval()
+    x = torch.randn(2, 50, 64)
+    baseline = bench_training.OffTheShelfAttention(attn).eval()
+    torch.testing.assert_close(baseline(x), attn(x), rtol=1e-4, atol=1e-5)
