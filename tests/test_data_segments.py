@@ -158,6 +158,8 @@ def test_input_validation():
         MixitPairs(songs, segment_seconds=1, sample_rate=16000)
     with pytest.raises(ValueError, match="segment_seconds"):
         MixitPairs(songs, segment_seconds=0, sample_rate=8000)
+    with pytest.raises(ValueError, match="seed"):
+        MixitPairs(songs, segment_seconds=1, sample_rate=8000, seed=-1)
     with pytest.raises(ValueError, match="random_gain_db"):
         MixitPairs(songs, segment_seconds=1, sample_rate=8000, random_gain_db=(0, -6))
     with pytest.raises(ValueError, match="max_stems"):

@@ -77,6 +77,8 @@ def _timed(fn):
 def test_input_validation():
     with pytest.raises(ValueError, match="n_songs"):
         SyntheticMusic(-1, seconds=1, sample_rate=8000)
+    with pytest.raises(ValueError, match="seed"):
+        SyntheticMusic(1, seconds=1, sample_rate=8000, seed=-3)
     with pytest.raises(ValueError, match="seconds"):
         SyntheticMusic(1, seconds=0, sample_rate=8000)
     with pytest.raises(ValueError, match="sample_rate"):

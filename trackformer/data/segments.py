@@ -63,6 +63,8 @@ class MixitPairs(Dataset):
             lo, hi = random_gain_db
             if not lo <= hi:
                 raise ValueError(f"random_gain_db must be (lo, hi) with lo <= hi, got {random_gain_db}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if max_tries < 1:
             raise ValueError(f"max_tries must be >= 1, got {max_tries}")
         self.songs, self.examples_per_epoch, self.seed = songs, int(examples_per_epoch), seed

@@ -239,6 +239,8 @@ class SyntheticMusic(SongCollection):
     def __init__(self, n_songs: int, *, seconds: float, sample_rate: int, channels: int = 2, seed: int = 0):
         if isinstance(n_songs, bool) or not isinstance(n_songs, int) or n_songs < 0:
             raise ValueError(f"n_songs must be a non-negative int, got {n_songs!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if not seconds > 0 or not math.isfinite(seconds):
             raise ValueError(f"seconds must be a positive number, got {seconds!r}")
         self.sample_rate = check_rate("sample_rate", sample_rate)
