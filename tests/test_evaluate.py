@@ -63,7 +63,6 @@ def test_segments_and_summary():
     songs = [Song("a", 35), Song("b", 9), Song("c", 20)]
     assert [(s.name, start) for s, start, _ in segments_of(songs, 1.0)] == [("a", 0), ("a", 10), ("a", 20),
                                                                             ("c", 0), ("c", 10)]
-    assert len(list(segments_of(songs, 1.0, n=2))) == 2
     rows = [dict(n_active_refs=k, one_to_one_sisnr=v, one_to_one_sisnri=v, mixit_sisnr=v, mixit_sisnri=v,
                  mixture_sisnr=0.0, mask_overlap=2.0, effective_mask_count=None) for k, v in ((2, 1.0), (2, 3.0),
                                                                                               (4, 5.0))]
@@ -81,13 +80,16 @@ def test_evaluate_command_on_a_moisesdb_folder(tmp_path, capsys):
         stems = {name: (0.1 * rng.standard_normal((2, 9000))).astype(np.float32) for name in ("bass", "vocals")}
         stems["drums"] = np.zeros((2, 9000), np.float32)  # a silent stem
         write_song(str(tmp_path / "db"), f"song-{i}", stems, RATE)
+    silent = {name: np.zeros((2, 9000), np.float32) for name in ("bass", "vocals")}
+    write_song(str(tmp_path / "db"), "song-00", silent, RATE)  # indexed between the two: both segments skipped
     ckpt = write_checkpoint(tmp_path / "tiny.pt", tiny_performer())
     rc = cli.main(["evaluate", ckpt, str(tmp_path / "db"), "--segment", "0.5", "--n", "3", "-o",
                    str(tmp_path / "eval"), "--device", "cpu", "-q"])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert "MixIT SI-SNRi" in out and "3 segments of 0.5 s from 2 songs" in out
+    assert "MixIT SI-SNRi" in out and "3 segments of 0.5 s from 3 songs (2 silent segments skipped)" in out
     saved = json.loads((tmp_path / "eval" / "tiny.json").read_text())
+    assert [s["song"] for s in saved["segments"]] == ["song-0", "song-0", "song-1"]
     assert len(saved["segments"]) == 3 and all(s["n_silent_refs"] == 1 for s in saved["segments"])
     assert set(saved["summary"]) == {"all", "2"}
     assert (tmp_path / "eval" / "tiny.png").stat().st_size > 1000

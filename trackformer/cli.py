@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("data", metavar="DATA", help="MoisesDB-layout folder or stems folder")
     p.add_argument("--segment", type=float, default=10.0, help="segment length in seconds (default 10)")
-    p.add_argument("--n", type=int, default=None, help="evaluate at most N segments (default all)")
+    p.add_argument("--n", type=int, default=None, help="stop after N scored segments (default: all)")
     p.add_argument("--split", default="all", choices=("all", "train", "valid"),
                    help="songs to use: all, or the train/valid part of the trainer's split (default all)")
     p.add_argument("-o", "--output", default=os.path.join("outputs", "evaluate"),

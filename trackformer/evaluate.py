@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from trackformer.metrics import separation_scores
+from trackformer.metrics import SILENT_RMS, separation_scores
 from trackformer.separate import SILENT_INPUT_PEAK, model_channels, separate_waveform
 
 METRICS = ("one_to_one_sisnr", "one_to_one_sisnri", "mixit_sisnr", "mixit_sisnri", "mixture_sisnr",
@@ -38,23 +38,20 @@ def evaluate_segment(model: torch.nn.Module, stems: torch.Tensor, sample_rate: i
     return scores
 
 
-def segments_of(songs, segment_seconds: float, n: int | None = None):
-    """Yields (song, start frame, frames) for consecutive full segments of each song, at most ``n`` in all."""
-    count = 0
+def segments_of(songs, segment_seconds: float):
+    """Yields (song, start frame, frames) for the consecutive full segments of each song, in order."""
     for song in songs:
         frames = round(segment_seconds * song.sample_rate)
         for start in range(0, song.num_frames - frames + 1, frames):
-            if n is not None and count >= n:
-                return
-            count += 1
             yield song, start, frames
 
 
 def evaluate_songs(model: torch.nn.Module, songs, *, segment_seconds: float = 10.0, n: int | None = None,
                    progress: bool = False) -> dict:
-    """Evaluates ``model`` on ``songs`` (trackformer.data Song objects at the model's rate); returns
-    {segments: [per-segment dicts with song, start_seconds and the :func:`evaluate_segment` scores],
-    skipped_silent, summary: :func:`summarize`, seconds (wall time)}."""
+    """Evaluates ``model`` on ``songs`` (trackformer.data Song objects at the model's rate) until ``n``
+    segments with an audible stem are scored (all when None); returns {segments: [per-segment dicts with song,
+    start_seconds and the :func:`evaluate_segment` scores], skipped_silent, summary: :func:`summarize`,
+    seconds (wall time)}."""
     from tqdm import tqdm
 
     if not segment_seconds > 0:
@@ -63,14 +60,20 @@ def evaluate_songs(model: torch.nn.Module, songs, *, segment_seconds: float = 10
         raise ValueError(f"n must be >= 1 segments, got {n}")
     t0 = time.perf_counter()
     results, skipped = [], 0
-    for song, start, frames in tqdm(list(segments_of(songs, segment_seconds, n)), unit="segment",
-                                    desc="evaluating", disable=not progress):
+    total = sum(1 for _ in segments_of(songs, segment_seconds))
+    bar = tqdm(total=total if n is None else min(n, total), unit="segment", desc="evaluating", disable=not progress)
+    for song, start, frames in segments_of(songs, segment_seconds):
+        if n is not None and len(results) >= n:
+            break
         stems = song.load_stems(start, frames)
-        if stems.abs().amax() < SILENT_INPUT_PEAK or not bool((stems.pow(2).mean(dim=(1, 2)).sqrt() >= 1e-4).any()):
+        active = stems.pow(2).mean(dim=(1, 2)).sqrt() >= SILENT_RMS
+        if not bool(active.any()) or stems.sum(0).abs().amax() < SILENT_INPUT_PEAK:  # nothing to score
             skipped += 1
             continue
         scores = evaluate_segment(model, stems, song.sample_rate)
         results.append(dict(song=song.name, start_seconds=start / song.sample_rate, **scores))
+        bar.update(1)
+    bar.close()
     return dict(segments=results, skipped_silent=skipped, summary=summarize(results),
                 seconds=time.perf_counter() - t0)
 
