@@ -59,6 +59,8 @@ def test_rerun_is_idempotent_and_workers_do_not_change_the_selection(rendered):
     assert len(after) == 3 and {e: after[e] for e in before} == before  # old songs untouched, no leftovers
     sequential = [s.meta["song"] for s in MoisesDB(out)]
     assert sorted(sequential) == sorted(os.path.basename(p)[:-4] for p in list_chorales()[:3])
+    with pytest.raises(ValueError, match="seed=0 at 22050 Hz"):  # one rendering per chorale and folder
+        render_chorales(out, n=1, sample_rate=44100, workers=1, progress=False)
 
 
 @needs_fluidsynth
@@ -86,6 +88,8 @@ def test_chorale_list_and_tools():
         find_fluidsynth("/no/such/fluidsynth")
     with pytest.raises(ValueError, match="n must be"):
         render_chorales("/tmp/unused", n=-1)
+    with pytest.raises(ValueError, match="seed"):
+        render_chorales("/tmp/unused", n=1, seed=-1)
 
 
 def test_missing_fluidsynth_says_what_to_install(monkeypatch):

@@ -10,6 +10,7 @@ SF2 part.mid``; stems are zero-padded to equal length and the song is scaled so 
 """
 
 import concurrent.futures as cf
+import json
 import multiprocessing
 import os
 import re
@@ -23,7 +24,7 @@ from collections import deque
 
 import numpy as np
 
-from trackformer.data.audio import read_audio
+from trackformer.data.audio import check_rate, read_audio
 from trackformer.data.moisesdb import commit_song, remove_stale_temp, write_song
 
 PARTS = ("soprano", "alto", "tenor", "bass")
@@ -103,9 +104,24 @@ def _bwv_key(name: str):
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", name)]
 
 
-def song_id(name: str, seed: int, sample_rate: int) -> str:
-    """The song folder name of chorale ``name`` rendered with ``seed`` at ``sample_rate`` (a uuid5)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"trackformer/chorale/{name}/seed={seed}/sr={sample_rate}"))
+def song_id(name: str) -> str:
+    """The song folder name (a uuid5) of chorale ``name``. One rendering per chorale and folder: two renderings
+    of a piece could land on both sides of a train/valid split."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"trackformer/chorale/{name}"))
+
+
+def _check_existing(final: str, seed: int, sample_rate: int) -> None:
+    """ValueError if the song in ``final`` was rendered with another seed or rate (mixing them in one folder
+    would give songs at two rates or two arrangements of a piece)."""
+    try:
+        with open(os.path.join(final, "data.json"), encoding="utf-8") as f:
+            render = json.load(f).get("render", {})
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"{final}: unreadable data.json in the output folder ({e}); remove that song folder") from e
+    if (render.get("seed"), render.get("sample_rate")) != (seed, sample_rate):
+        raise ValueError(f"{os.path.dirname(final)} holds chorales rendered with seed={render.get('seed')} at "
+                         f"{render.get('sample_rate')} Hz; asked for seed={seed} at {sample_rate} Hz: use another "
+                         "output folder")
 
 
 def _satb_parts(score):
@@ -176,7 +192,7 @@ def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: 
     from music21 import converter
 
     name = os.path.splitext(os.path.basename(path))[0]
-    sid = song_id(name, seed, sample_rate)
+    sid = song_id(name)
     final = os.path.join(out_dir, sid)
     result = {"name": name, "final": final, "tmp": None, "seconds": 0.0, "reason": ""}
     if os.path.isfile(os.path.join(final, "data.json")):
@@ -223,14 +239,18 @@ def render_chorales(out_dir: str, *, n: int | None = None, sample_rate: int = 44
     """Renders the first ``n`` four-part chorales (all when None, BWV order) into ``out_dir`` (MoisesDB layout,
     so ``MoisesDB(out_dir)`` reads it) with ``workers`` processes (default: CPU count).
 
-    Idempotent: songs already there (same chorale, seed and rate) are kept, not re-rendered; songs appear
-    atomically (a crash leaves at most hidden ``.tmp-*`` folders, removed by the next run; do not run two
-    renders into one folder at once). The choice of the ``n`` chorales does not depend on ``workers``.
+    Idempotent: songs already there are kept, not re-rendered (ValueError if they were rendered with another
+    seed or sample rate: one rendering per chorale and folder). Songs appear atomically (a crash leaves at most
+    hidden ``.tmp-*`` folders, removed by the next run; do not run two renders into one folder at once). The
+    choice of the ``n`` chorales does not depend on ``workers``.
     Returns {"rendered", "existing", "skipped": [(name, reason)], "audio_seconds" (per stem, rendered now),
     "wall_seconds"}.
     """
     if n is not None and n < 0:
         raise ValueError(f"n must be >= 0 or None, got {n}")
+    check_rate("sample_rate", sample_rate)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -253,8 +273,9 @@ def render_chorales(out_dir: str, *, n: int | None = None, sample_rate: int = 44
         """A finished result for a song already there; else a future (pool) or None (render inline later)."""
         nonlocal pool
         name = os.path.splitext(os.path.basename(path))[0]
-        final = os.path.join(out_dir, song_id(name, seed, sample_rate))
+        final = os.path.join(out_dir, song_id(name))
         if os.path.isfile(os.path.join(final, "data.json")):
+            _check_existing(final, seed, sample_rate)
             return {"name": name, "status": "exists"}
         if workers == 1:
             return None
