@@ -185,7 +185,7 @@ def plan(args) -> list[tuple[float, int]]:
         return [(s, m) for s in args.segments for m in args.estimates]
     cpu = torch.device(args.device).type == "cpu"
     if cpu:
-        return [(s, m) for s in (args.segments or ([0.5] if args.quick else [3.0]))
+        return [(s, m) for s in (args.segments or ([0.25] if args.quick else [3.0]))
                 for m in (args.estimates or ([4, 8] if args.quick else [8]))]
     if args.quick:
         return [(3.0, 4), (3.0, 8), (3.0, 16), (10.0, 8), (30.0, 4), (30.0, 8), (30.0, 12), (30.0, 16)]
@@ -224,7 +224,7 @@ def _print_row(row: dict) -> None:
     ms = f"{row['ms']:10.3f} ms" if "ms" in row else f"{row['status']:>13}"
     mib = f"{row['peak_mib']:8.0f} MiB" if row.get("peak_mib") is not None else "        - MiB"
     stats = f"stats {row['stats_ms']:8.3f} ms" if "stats_ms" in row else ""
-    bw = f"{row['gbs']:8.1f} GB/s" if "gbs" in row else ""
+    bw = f"{row['gbs']:8.2f} GB/s" if "gbs" in row else ""
     print(f"{row['impl']:>18} {row['segment_s']:5g} s M={row['M']:<2} {ms} {mib} {bw} {stats} "
           f"{row.get('note', row.get('error', ''))}", flush=True)
 
@@ -232,7 +232,7 @@ def _print_row(row: dict) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--quick", action="store_true", help="the gpu_check subset (about 40 s on an H200)")
+    p.add_argument("--quick", action="store_true", help="the gpu_check subset (CPU: 0.25 s, M = 4 and 8)")
     p.add_argument("--json", help="write the results here (after every row)")
     p.add_argument("--impls", type=lambda s: s.split(","), default=list(IMPLS), help="comma-separated subset")
     p.add_argument("--segments", type=lambda s: [float(x) for x in s.split(",")], default=None, help="seconds")
@@ -248,7 +248,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
     if args.reps is None:
-        args.reps = 5 if args.quick else 7
+        args.reps = (3 if torch.device(args.device).type == "cpu" else 5) if args.quick else 7
     if args.batch < 1 or args.reps < 1:
         p.error("--batch >= 1 and --reps >= 1 are required")
     return args

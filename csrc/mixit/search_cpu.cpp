@@ -55,7 +55,8 @@ void search_batch(const at::Tensor& gram, const at::Tensor& cross, const at::Ten
   });
   for (int64_t b = 0; b < batch; ++b)
     TORCH_CHECK_VALUE(finite[b], "mixit_search: example ", b,
-                      " has non-finite statistics (NaN/inf in the estimates or mixtures, or an overflow)");
+                      " has non-finite statistics: the estimates or mixtures contain NaN or inf, "
+                      "or their energies overflow");
 }
 
 std::tuple<at::Tensor, at::Tensor> mixit_search_cpu(const at::Tensor& gram, const at::Tensor& cross,

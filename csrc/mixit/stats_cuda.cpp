@@ -19,6 +19,7 @@ namespace {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mixit_stats_cuda(const at::Tensor& est, const at::Tensor& mix) {
   check_stats_inputs(est, mix);
   TORCH_CHECK_VALUE(est.size(0) > 0 && est.size(2) > 0, "mixit_stats: empty inputs ", est.sizes());
+  TORCH_CHECK_VALUE(est.size(0) <= 65535, "mixit_stats: at most 65535 examples per call on CUDA, got ", est.size(0));
   c10::cuda::CUDAGuard guard(est.device());
   const int64_t b = est.size(0), m = est.size(1), n = mix.size(1), len = est.size(2);
   int type = kFloat32;

@@ -47,12 +47,12 @@ def per_mixture_loss(remixed: torch.Tensor, mixtures: torch.Tensor, tau: float, 
     return loss
 
 
-def _check_finite(*stats: torch.Tensor) -> None:
-    if torch.compiler.is_compiling():
-        return  # no data-dependent branch in a graph; the search then returns a NaN loss
-    if not all(bool(torch.isfinite(s).all()) for s in stats):
-        raise ValueError("mixit: estimates or mixtures contain NaN or inf (or their energies overflow "
-                         "the accumulation dtype)")
+def _check_finite(search_loss: torch.Tensor) -> None:
+    """The search's loss is NaN exactly where a statistic is not finite (the CPU op raises by itself): one
+    device sync on CUDA. Skipped while compiling (no data-dependent branch in a graph; the loss is then NaN)."""
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(search_loss).all()):
+        raise ValueError("mixit: the estimates or mixtures contain NaN or inf, or their energies overflow the "
+                         "accumulation dtype")
 
 
 def _assign(estimates: torch.Tensor, mixtures: torch.Tensor, tau: float):
@@ -60,8 +60,8 @@ def _assign(estimates: torch.Tensor, mixtures: torch.Tensor, tau: float):
     est, mix = flatten_inputs(estimates, mixtures)
     with torch.no_grad():
         gram, cross, energy = statistics(est, mix)
-        _check_finite(gram, cross, energy)
         assignment, loss = search(gram, cross, energy, tau)
+        _check_finite(loss)
     return est, mix, energy, assignment, loss
 
 
@@ -116,10 +116,16 @@ class _RemixSNR(torch.autograd.Function):
         return grad_est, grad_mix, None, None, None, None
 
 
+def assignment_matrix(assignment: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """The 0/1 matrix A (B, N, M) of labels (B, M) (no device sync, unlike one_hot's range check on CUDA)."""
+    labels = torch.arange(n, device=assignment.device)
+    return (assignment[:, None, :] == labels[None, :, None]).to(dtype)
+
+
 def remix(estimates: torch.Tensor, assignment: torch.Tensor, n: int) -> torch.Tensor:
     """Sums the estimates (B, M, ...) into N groups by assignment (B, M) → (B, N, ...), differentiable."""
     b, m = assignment.shape
-    onehot = torch.nn.functional.one_hot(assignment, n).transpose(1, 2).to(estimates.dtype)    # (B, N, M)
+    onehot = assignment_matrix(assignment, n, estimates.dtype)
     return torch.bmm(onehot, estimates.reshape(b, m, -1)).reshape(b, n, *estimates.shape[2:])
 
 
@@ -150,7 +156,7 @@ def mixit_loss(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=30.0,
     if loss_type == "neg_sisnr":
         loss = per_mixture_loss(remix(est, assignment, n), mix, tau, loss_type).mean(-1)
     else:
-        onehot = torch.nn.functional.one_hot(assignment, n).transpose(1, 2).to(acc)
+        onehot = assignment_matrix(assignment, n, acc)
         loss = _RemixSNR.apply(est, mix, onehot, energy, tau, loss_type == "neg_snr")
     if reduction == "mean":
         loss = loss.mean()
