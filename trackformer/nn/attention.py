@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trackformer.kernels import favor_attention, orthogonal_random_features
-from trackformer.kernels.favor.op import HEAD_DIMS
+from trackformer.kernels.favor.op import HEAD_DIMS, MAX_FEATURES
 
 ATTENTIONS = ("favor", "softmax")
 
@@ -29,6 +29,8 @@ class FavorAttention(nn.Module):
         d_head = d_model // n_heads
         if attention == "favor" and d_head not in HEAD_DIMS:
             raise ValueError(f"FAVOR+ needs d_model / n_heads in {HEAD_DIMS}, got {d_model} / {n_heads} = {d_head}")
+        if attention == "favor" and (nb_features % 16 or not 16 <= nb_features <= MAX_FEATURES):
+            raise ValueError(f"nb_features must be a multiple of 16 in [16, {MAX_FEATURES}], got {nb_features}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.d_model, self.n_heads, self.d_head, self.attention = d_model, n_heads, d_head, attention
