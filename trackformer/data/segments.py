@@ -2,7 +2,8 @@
 
 An item is ``{"x1": (C, T), "x2": (C, T)}`` float32 (T = round(segment_seconds · sample_rate)); with
 ``return_stems`` also ``"stems1"``/``"stems2"`` (K_max, C, T) zero-padded past each song's stem count and
-``"n_stems1"``/``"n_stems2"`` (int). ``x`` is exactly ``stems.sum(0)``. The model sees ``x1 + x2``.
+``"n_stems1"``/``"n_stems2"`` (int); then ``x`` is exactly ``stems.sum(0)`` (without stems, the tracks are summed
+straight into ``x``: the same up to float rounding). The model sees ``x1 + x2``.
 """
 
 import logging
@@ -24,7 +25,7 @@ class MixitPairs(Dataset):
 
     Songs are drawn in proportion to their length (every second of audio equally likely), the segment start
     uniformly. A segment quieter than ``min_rms`` (RMS over channels and time of its mixture) is redrawn, up to
-    ``max_tries`` times in all, the last draws from other songs; then the quietest-but-best draw is used
+    ``max_tries`` times in all, the second half from other songs; then the loudest of those draws is used
     (logged) rather than hang. A song whose audio fails to decode (or holds NaN/Inf) is logged, dropped for the
     rest of the run (in that worker) and replaced by another draw; if no usable song remains a RuntimeError says
     so.
