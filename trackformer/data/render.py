@@ -155,10 +155,12 @@ def _choose(rng, voices):
     lo, hi = min(n[2] for v in voices for n in v), max(n[2] for v in voices for n in v)
     shifts = [s for s in range(-5, 6) if lo + s >= LOWEST and hi + s <= HIGHEST] or [0]
     transpose = int(rng.choice(shifts))
-    for _ in range(1000):
-        programs = [int(rng.choice(list(INSTRUMENTS[v]))) for v in PARTS]
-        if len({p // 8 for p in programs}) == 4:
-            break
+    programs, families = {}, set()
+    for v in rng.permutation(PARTS):  # every part has >= 5 families to pick from, so 3 taken never leave none
+        p = int(rng.choice([p for p in INSTRUMENTS[v] if p // 8 not in families]))
+        programs[str(v)] = p
+        families.add(p // 8)
+    programs = [programs[v] for v in PARTS]
     pans = rng.permutation([-0.5, -0.17, 0.17, 0.5])
     return bpm, transpose, programs, pans
 
