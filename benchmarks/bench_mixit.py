@@ -2,6 +2,8 @@
 
 Implementations (rows' ``impl``), all the thresholded-SNR loss of shared/DESIGN.md with snr_max = 30 dB:
   ours               trackformer.mixit.mixit_loss: fused statistics op, C++/CUDA search, one remix with autograd
+  ours-cudagraph     the same forward + backward captured once in a CUDA graph and replayed (no launch overhead;
+                     CUDA only): what a training step under CUDA graphs / torch.compile reduce-overhead pays
   bruteforce         trackformer.mixit.mixit_bruteforce: remix by every assignment (the tests' oracle)
   asteroid           asteroid 0.7.0 MixITLossWrapper(generalized=True), the file asteroid/losses/mixit_wrapper.py
                      loaded by path (benchmark-only; skipped when asteroid is not installed)
@@ -34,7 +36,7 @@ from trackformer.mixit.stats import statistics
 RATE = 44100
 SNR_MAX = 30.0
 TAU = 10 ** (-SNR_MAX / 10)
-IMPLS = ("ours", "bruteforce", "asteroid", "vectorised-bmm", "vectorised-splitk")
+IMPLS = ("ours", "ours-cudagraph", "bruteforce", "asteroid", "vectorised-bmm", "vectorised-splitk")
 # Baselines whose cost grows with N^M waveform remixes are run only where they finish in seconds
 # (asteroid takes ~10 s per call at 1 s, M = 8 on a 2-core CPU).
 MAX_REMIX_ASSIGNMENTS = {"cuda": {"bruteforce": 256, "asteroid": 256},
@@ -110,7 +112,7 @@ def make_inputs(batch, m, n, samples, device, dtype=torch.float32, seed=0):
 
 def loss_fn(impl: str, est, mix, asteroid_cls=None):
     """A closure computing impl's mean loss for (est, mix) (forward only; the caller adds backward)."""
-    if impl == "ours":
+    if impl in ("ours", "ours-cudagraph"):
         return lambda: mixit_loss(est, mix, snr_max=SNR_MAX)
     if impl == "bruteforce":
         return lambda: mixit_bruteforce(est, mix, snr_max=SNR_MAX)[0].mean()
@@ -124,7 +126,7 @@ def loss_fn(impl: str, est, mix, asteroid_cls=None):
 
 def stats_fn(impl: str, est, mix):
     """The statistics step alone, for ours and the split-K baseline (None for the others)."""
-    if impl == "ours":
+    if impl in ("ours", "ours-cudagraph"):
         return lambda: statistics(est.detach(), mix)
     if impl == "vectorised-splitk":
         def splitk():
@@ -137,12 +139,31 @@ def stats_fn(impl: str, est, mix):
     return None
 
 
+def cuda_graph_step(fwd, est):
+    """Captures est.grad = fwd().backward() in a CUDA graph after two warm-up runs; returns graph.replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            est.grad = None
+            fwd().backward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    est.grad = None
+    with torch.cuda.graph(graph):
+        fwd().backward()
+    return graph.replay
+
+
 def measure(impl, *, m, segment_s, batch, n, device, dtype, warmup, reps, asteroid_cls, copy_gbs, max_remix):
     samples = round(RATE * segment_s)
-    row = {"impl": impl, "ours": impl == "ours", "segment_s": segment_s, "M": m, "N": n, "batch": batch,
+    row = {"impl": impl, "ours": impl.startswith("ours"), "segment_s": segment_s, "M": m, "N": n, "batch": batch,
            "dtype": str(dtype).removeprefix("torch."), "samples": samples}
     if impl in max_remix and n**m > max_remix[impl]:
         row.update(status="skipped", note=f"{n}^{m} waveform remixes per call; run only up to {max_remix[impl]}")
+        return row
+    if impl == "ours-cudagraph" and torch.device(device).type != "cuda":
+        row.update(status="skipped", note="CUDA graphs need a CUDA device")
         return row
     if impl == "asteroid" and asteroid_cls is None:
         row.update(status="skipped", note="asteroid not installed (see shared/tools/fetch_gpu_wheels.sh)")
@@ -154,6 +175,9 @@ def measure(impl, *, m, segment_s, batch, n, device, dtype, warmup, reps, astero
         def step():
             est.grad = None
             fwd().backward()
+
+        if impl == "ours-cudagraph":
+            step = cuda_graph_step(fwd, est)
 
         row["ms"] = time_ms(step, device, warmup=warmup, reps=reps)
         row["peak_mib"] = peak_extra_mib(step, device)

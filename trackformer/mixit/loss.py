@@ -49,8 +49,11 @@ def per_mixture_loss(remixed: torch.Tensor, mixtures: torch.Tensor, tau: float, 
 
 def _check_finite(search_loss: torch.Tensor) -> None:
     """The search's loss is NaN exactly where a statistic is not finite (the CPU op raises by itself): one
-    device sync on CUDA. Skipped while compiling (no data-dependent branch in a graph; the loss is then NaN)."""
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(search_loss).all()):
+    device sync on CUDA. Skipped while compiling or capturing a CUDA graph (no data-dependent branch or sync
+    there; the loss is then NaN)."""
+    if torch.compiler.is_compiling() or (search_loss.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return
+    if not bool(torch.isfinite(search_loss).all()):
         raise ValueError("mixit: the estimates or mixtures contain NaN or inf, or their energies overflow the "
                          "accumulation dtype")
 
