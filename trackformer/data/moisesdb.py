@@ -60,7 +60,7 @@ class MoisesDB(SongCollection):
                 self._skip(folder, str(e))
                 continue
             if max_stems is not None and song.num_stems > max_stems:
-                self._skip(folder, f"{song.num_stems} stems > max_stems={max_stems}")
+                self._skip(folder, f"{song.num_stems} stems > max_stems={max_stems}", error=False)
                 continue
             self.songs.append(song)
 

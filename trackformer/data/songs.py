@@ -158,6 +158,7 @@ class SongCollection:
             "skipped": len(self.skipped),
         }
 
-    def _skip(self, path: str, reason: str) -> None:
+    def _skip(self, path: str, reason: str, *, error: bool = True) -> None:
+        """Records a left-out song; errors are logged as warnings, policy (too many stems) as info."""
         self.skipped.append((path, reason))
-        log.warning("skipping %s: %s", path, reason)
+        log.log(logging.WARNING if error else logging.INFO, "skipping %s: %s", path, reason)

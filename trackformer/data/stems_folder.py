@@ -45,7 +45,7 @@ class StemsFolder(SongCollection):
                 self._skip(folder, str(e))
                 continue
             if max_stems is not None and len(stems) > max_stems:
-                self._skip(folder, f"{len(stems)} stems > max_stems={max_stems}")
+                self._skip(folder, f"{len(stems)} stems > max_stems={max_stems}", error=False)
                 continue
             self.songs.append(FileSong(entry, stems, sample_rate=self.sample_rate, channels=self.channels,
                                        path=folder))
