@@ -69,10 +69,12 @@ def _cmd_evaluate(args) -> int:
     from trackformer.evaluate import format_table, run_evaluation
 
     result = run_evaluation(args.checkpoint, args.data, segment_seconds=args.segment, n=args.n, split=args.split,
-                            out_dir=args.output, device=_device(args.device), progress=not args.quiet)
+                            stems=args.stems, out_dir=args.output, device=_device(args.device),
+                            progress=not args.quiet)
     print(format_table(result["summary"]))
     print(f"{len(result['segments'])} segments of {args.segment:g} s from {result['songs']} songs "
-          f"({result['skipped_silent']} silent segments skipped) in {result['seconds']:.1f} s")
+          f"({result['skipped_silent']} silent segments skipped; {result['songs_skipped']} songs unusable) "
+          f"in {result['seconds']:.1f} s")
     print(f"results: {result['json']}\nplot:    {result['plot']}")
     return 0
 
@@ -158,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None, help="stop after N scored segments (default: all)")
     p.add_argument("--split", default="all", choices=("all", "train", "valid"),
                    help="songs to use: all, or the train/valid part of the trainer's split (default all)")
+    p.add_argument("--stems", default="musdb", choices=("musdb", "as-is"),
+                   help="musdb: sum MoisesDB stems into vocals/drums/bass/other (default); as-is: the songs' own "
+                        "stems (songs with more than 4 are skipped)")
     p.add_argument("-o", "--output", default=os.path.join("outputs", "evaluate"),
                    help="folder for the JSON and the plot (default outputs/evaluate)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -110,12 +110,17 @@ def format_table(summary: dict) -> str:
 
 
 def run_evaluation(checkpoint: str, data: str, *, segment_seconds: float = 10.0, n: int | None = None,
-                   split: str = "all", out_dir: str = "outputs/evaluate", device="cpu",
+                   split: str = "all", stems: str = "musdb", out_dir: str = "outputs/evaluate", device="cpu",
                    progress: bool = False) -> dict:
     """``trackformer evaluate``: loads the checkpoint, indexes ``data`` (MoisesDB layout or stems folder) at the
     model's rate and channel count, evaluates, writes ``out_dir/<checkpoint name>.json`` and ``.png``.
-    Returns the result dict with ``json`` and ``plot`` paths added."""
+
+    ``stems="musdb"`` sums a MoisesDB song's stems into vocals / drums (+ percussion) / bass / other, so every
+    song has at most 4 references; ``"as-is"`` keeps the song's own stems (songs with more than 4 are skipped,
+    as the MixIT-style search enumerates K^8 assignments). Returns the result dict with ``json`` and ``plot``
+    paths and ``songs_skipped`` added."""
     from trackformer.data.cli import open_dataset
+    from trackformer.data.moisesdb import MUSDB_GROUPS, MoisesDB
     from trackformer.plots import plot_evaluation
     from trackformer.separate import load_separator
 
@@ -123,9 +128,14 @@ def run_evaluation(checkpoint: str, data: str, *, segment_seconds: float = 10.0,
         raise FileNotFoundError(f"data folder not found: {data}")
     if split not in ("all", "train", "valid"):
         raise ValueError(f"split must be 'all', 'train' or 'valid', got {split!r}")
+    if stems not in ("musdb", "as-is"):
+        raise ValueError(f"stems must be 'musdb' or 'as-is', got {stems!r}")
     model, info = load_separator(checkpoint, device)
     rate = int(getattr(model, "sample_rate", info.get("sample_rate") or 44100))
-    dataset = open_dataset(data, sample_rate=rate, channels=model_channels(model) or info.get("channels") or 2)
+    options = dict(sample_rate=rate, channels=model_channels(model) or info.get("channels") or 2)
+    dataset = open_dataset(data, **options)
+    if stems == "musdb" and isinstance(dataset, MoisesDB):
+        dataset = MoisesDB(data, stem_groups=MUSDB_GROUPS, **options)
     songs = dataset.songs if split == "all" else dataset.split(split)
     if not songs:
         raise ValueError(f"no usable songs in {data} (split {split!r}; {len(dataset.skipped)} skipped)")
@@ -133,9 +143,9 @@ def run_evaluation(checkpoint: str, data: str, *, segment_seconds: float = 10.0,
     if not result["segments"]:
         raise ValueError(f"no segment of {segment_seconds} s with an audible stem in {data}: songs too short "
                          "or silent; try a smaller --segment")
-    result.update(checkpoint=os.path.abspath(checkpoint), data=os.path.abspath(data), split=split,
-                  segment_seconds=segment_seconds, sample_rate=rate, songs=len(songs), model=info.get("name"),
-                  step=info.get("step"))
+    result.update(checkpoint=os.path.abspath(checkpoint), data=os.path.abspath(data), split=split, stems=stems,
+                  segment_seconds=segment_seconds, sample_rate=rate, songs=len(songs),
+                  songs_skipped=len(dataset.skipped), model=info.get("name"), step=info.get("step"))
     name = os.path.splitext(os.path.basename(checkpoint))[0]
     os.makedirs(out_dir, exist_ok=True)
     result["json"] = os.path.join(out_dir, f"{name}.json")
