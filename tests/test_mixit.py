@@ -193,6 +193,8 @@ def test_type_and_value_errors():
         best_assignment(est.numpy(), mix)
     with pytest.raises(TypeError, match="snr_max"):
         mixit_loss(est, mix, snr_max="30")
+    with pytest.raises(ValueError, match="infinite threshold"):
+        best_assignment(est, mix, snr_max=-4000.0)
     with pytest.raises(ValueError, match="reduction"):
         mixit_loss(est, mix, reduction="max")
     with pytest.raises(ValueError, match="loss_type"):

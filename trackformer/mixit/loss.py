@@ -23,7 +23,10 @@ def snr_tau(snr_max) -> float:
         return 0.0
     if isinstance(snr_max, bool) or not isinstance(snr_max, (int, float)) or math.isnan(snr_max):
         raise TypeError(f"mixit: snr_max must be a real number (dB) or None, got {snr_max!r}")
-    return 10.0 ** (-float(snr_max) / 10.0)
+    try:
+        return 10.0 ** (-float(snr_max) / 10.0)
+    except OverflowError:
+        raise ValueError(f"mixit: snr_max = {snr_max} dB gives an infinite threshold τ") from None
 
 
 def per_mixture_loss(remixed: torch.Tensor, mixtures: torch.Tensor, tau: float, loss_type: str) -> torch.Tensor:
