@@ -80,7 +80,8 @@ def _info(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"{summary['layout']} at {ds.root}: {summary['songs']} songs, {summary['hours']:.2f} h "
+        total = f"{summary['hours']:.2f} h" if summary["hours"] >= 1 else f"{summary['hours'] * 60:.1f} min"
+        print(f"{summary['layout']} at {ds.root}: {summary['songs']} songs, {total} "
               f"({summary['seconds_min']:.1f}–{summary['seconds_max']:.1f} s per song)")
         print(f"  stems per song: {summary['stems_per_song']}")
         print(f"  stem names: {summary['stem_names']}")
