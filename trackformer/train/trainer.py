@@ -32,7 +32,6 @@ from torch.utils.data import Subset
 from trackformer.train import distributed as tdist
 from trackformer.train.checkpoint import (
     CheckpointError,
-    build_checkpoint_model,
     capture_rng,
     load_checkpoint,
     restore_rng,
@@ -290,13 +289,13 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise ValueError(f"examples_per_epoch ({cfg.examples_per_epoch}) is smaller than one global batch "
                              f"(batch_size {cfg.batch_size} x {dist_info.world_size} process(es))")
-        total = min(cfg.max_steps or math.inf, (cfg.epochs or math.inf) * self.steps_per_epoch)
+        total = int(min(cfg.max_steps or math.inf, (cfg.epochs or math.inf) * self.steps_per_epoch))
         ckpt_file = checkpoint_path(cfg.run_dir)
 
         seed_everything(cfg.seed)
         name, spec, model = self._build(device)
         optimizer = self._optimizer(model, device)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, int(min(total, 2**62))))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, total))
         scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         epoch, batch_in_epoch = 0, 0
 
@@ -385,7 +384,9 @@ class Trainer:
                     if self.step % cfg.eval_every == 0 or self.step >= total:
                         self._validate(model, valid_loader, amp, logger)
                     out_of_time = cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
-                    if tdist.any_rank(dist_info, out_of_time or stop.reason is not None):
+                    # one collective per log interval under DDP, so all ranks stop together without a per-step sync
+                    if ((not dist_info.distributed or self.step % cfg.log_every == 0)
+                            and tdist.any_rank(dist_info, out_of_time or stop.reason is not None)):
                         reason = stop.reason or "max_minutes"
                         break
                     if self.step >= total:
@@ -410,15 +411,15 @@ class Trainer:
         if payload["model"]["name"] != name or payload["model"]["config"] != spec:
             raise CheckpointError(f"{path} holds model {payload['model']['name']!r} {payload['model']['config']}, "
                                   f"but the config asks for {name!r} {spec}; use another run_dir or the same model")
-        state = build_checkpoint_model(payload, path).state_dict()  # validates the weights against the model
-        model.load_state_dict(state)
         try:
+            model.load_state_dict(payload["model"]["state"])
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
             if scaler is not None and payload.get("scaler"):
                 scaler.load_state_dict(payload["scaler"])
-        except (KeyError, ValueError, TypeError) as err:
-            raise CheckpointError(f"{path}: optimizer/scheduler state does not fit this run: {err}") from err
+        except (KeyError, ValueError, TypeError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: model/optimizer/scheduler state does not fit this run: "
+                                  f"{str(err).splitlines()[0]}") from err
         self.step = int(payload["step"])
         self.metrics = payload.get("metrics", {})
         per_step = cfg.batch_size * dist_info.world_size
@@ -596,10 +597,10 @@ class _RunLogger:
             self._scalars(f"{self.stage}/valid", step, metrics)
             log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
-    def progress(self, total, initial):
+    def progress(self, total: int, initial: int):
         from tqdm.auto import tqdm
 
-        return tqdm(total=None if math.isinf(total) else int(total), initial=initial, disable=not self.enabled,
+        return tqdm(total=total, initial=initial, disable=not self.enabled,
                     desc=self.stage, unit="step", dynamic_ncols=True, mininterval=1.0)
 
     def close(self) -> None:
