@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trackformer.data import MoisesDB, find_fluidsynth, find_soundfont, render_chorales
-from trackformer.data.render import INSTRUMENTS, PARTS, list_chorales
+from trackformer.data.render import INSTRUMENTS, PARTS, hold_fermatas, list_chorales
 
 pytest.importorskip("music21", reason="music21 is not installed (pip install 'trackformer[render]')")
 pytest.importorskip("pretty_midi", reason="pretty-midi is not installed (pip install 'trackformer[render]')")
@@ -30,6 +30,7 @@ def test_two_chorales_render_to_moisesdb_layout(rendered):
     assert summary["rendered"] == 2 and summary["existing"] == 0 and summary["audio_seconds"] > 20
     db = MoisesDB(out, sample_rate=SR)
     assert len(db) == 2 and db.skipped == []
+    fermatas = []
     assert not [e for e in os.listdir(out) if e.startswith(".tmp-")]
     for song in db:
         assert song.stem_names == list(PARTS) and song.meta["artist"] == "J. S. Bach"
@@ -46,6 +47,8 @@ def test_two_chorales_render_to_moisesdb_layout(rendered):
         assert all(p in INSTRUMENTS[v] for v, p in zip(PARTS, programs))
         assert len({p // 8 for p in programs}) == 4  # four different GM families
         assert 56 <= render["bpm"] <= 96 and -5 <= render["transpose"] <= 5
+        fermatas.append(render["fermatas"])
+    assert max(fermatas) > 0  # bwv2.6 has fermatas at its phrase ends
 
 
 @needs_fluidsynth
@@ -76,6 +79,14 @@ def test_cli_render_chorales(rendered, capsys):
     assert args.func(args) == 0 and "2 already there" in capsys.readouterr().out
     args = parser.parse_args(["data", "render-chorales", out, "--n", "1", "--soundfont", "/missing.sf2"])
     assert args.func(args) == 2 and "missing.sf2" in capsys.readouterr().err
+
+
+def test_fermata_hold_warps_time():
+    ends = [4.0, 8.0]
+    assert [hold_fermatas(q, ends, 1.0) for q in (0.0, 3.0, 4.0, 6.0, 8.0, 9.0)] == [0.0, 3.0, 5.0, 7.0, 10.0, 11.0]
+    # a note from 3 to 4 (under the first fermata) lasts 2 quarters; the next, from 4 to 5, is shifted, not held
+    assert hold_fermatas(4.0, ends, 1.0) - hold_fermatas(3.0, ends, 1.0) == 2.0
+    assert hold_fermatas(5.0, ends, 1.0) - hold_fermatas(4.0, ends, 1.0) == 1.0
 
 
 def test_chorale_list_and_tools():

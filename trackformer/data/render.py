@@ -1,7 +1,8 @@
 """Offline music without downloads: the music21 corpus's four-part Bach chorales rendered with FluidSynth.
 
 Each chorale becomes one song in the MoisesDB layout with stems soprano / alto / tenor / bass. Per piece (from
-``seed`` and the chorale's name): a tempo of 56–96 quarter notes per minute, a transposition of up to ±5
+``seed`` and the chorale's name): a tempo of 56–96 quarter notes per minute, fermatas held 0.5–1.5 quarter
+notes longer (all voices together), a transposition of up to ±5
 semitones that keeps the voices in range, one General-MIDI instrument per part from four timbrally distinct
 families (no two parts share a GM family, e.g. flute / horn / cello / tuba) and a stereo position per part.
 Each part is written to MIDI (pretty_midi) and rendered by ``fluidsynth -ni -q -R 0 -C 0 -g 0.5 -r SR -F out.wav
@@ -149,6 +150,24 @@ def _notes(part):
     return out
 
 
+def _fermata_ends(parts) -> list[float]:
+    """Offsets (quarter notes) where a note under a fermata ends, in any part; sorted."""
+    from music21 import expressions
+
+    ends = set()
+    for part in parts:
+        for el in part.flatten().notes:
+            if any(isinstance(e, expressions.Fermata) for e in el.expressions):
+                ends.add(float(el.offset + el.quarterLength))
+    return sorted(ends)
+
+
+def hold_fermatas(q: float, ends: list[float], hold: float) -> float:
+    """Score time ``q`` (quarter notes) → performance time with every fermata held ``hold`` quarters longer: a
+    note ending on a fermata is lengthened, every note from there on starts later."""
+    return q + hold * sum(e <= q + 1e-9 for e in ends)
+
+
 def _choose(rng, voices):
     """Tempo, transposition, programs and pans of one piece (see module doc)."""
     bpm = float(rng.uniform(56, 96))
@@ -165,7 +184,7 @@ def _choose(rng, voices):
     return bpm, transpose, programs, pans
 
 
-def _write_midi(path, notes, *, bpm, transpose, program, pan, rng, tail_s):
+def _write_midi(path, notes, *, bpm, transpose, program, pan, rng, tail_s, warp):
     import pretty_midi
 
     sec = 60.0 / bpm
@@ -175,7 +194,8 @@ def _write_midi(path, notes, *, bpm, transpose, program, pan, rng, tail_s):
     base = int(rng.integers(80, 101))
     end = 0.0
     for start, ql, pitch in notes:
-        t0, t1 = start * sec, (start + ql * 0.96) * sec  # a slight gap between repeated notes
+        t0, t1 = warp(start) * sec, warp(start + ql) * sec
+        t1 = t0 + 0.96 * (t1 - t0)  # a slight gap between repeated notes
         vel = int(np.clip(base + rng.integers(-6, 7), 1, 127))
         inst.notes.append(pretty_midi.Note(velocity=vel, pitch=pitch + transpose, start=t0, end=t1))
         end = max(end, t1)
@@ -207,12 +227,13 @@ def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: 
         return {**result, "status": "skipped", "reason": "a part has no notes"}
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     bpm, transpose, programs, pans = _choose(rng, voices)
+    ends, hold = _fermata_ends(parts), float(rng.uniform(0.5, 1.5))
     stems = {}
     with tempfile.TemporaryDirectory(prefix="trackformer-render-") as work:
         for voice, notes, program, pan in zip(PARTS, voices, programs, pans):
             mid, wav = os.path.join(work, f"{voice}.mid"), os.path.join(work, f"{voice}.wav")
             _write_midi(mid, notes, bpm=bpm, transpose=transpose, program=program, pan=float(pan), rng=rng,
-                        tail_s=1.5)
+                        tail_s=1.5, warp=lambda q: hold_fermatas(q, ends, hold))
             cmd = [fluidsynth, "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(sample_rate), "-F", wav,
                    soundfont, mid]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -226,7 +247,8 @@ def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: 
     if peak == 0:
         return {**result, "status": "skipped", "reason": "rendered silence (soundfont without these programs?)"}
     stems = {v: a * (PEAK / peak) for v, a in stems.items()}
-    render = {"source": path, "bpm": bpm, "transpose": transpose, "seed": seed, "sample_rate": sample_rate,
+    render = {"source": path, "bpm": bpm, "transpose": transpose, "fermatas": len(ends), "fermata_hold": hold,
+              "seed": seed, "sample_rate": sample_rate,
               "soundfont": os.path.basename(soundfont), "gain": PEAK / peak,
               "programs": dict(zip(PARTS, programs)), "pans": dict(zip(PARTS, map(float, pans)))}
     tmp = write_song(out_dir, sid, stems, sample_rate, artist="J. S. Bach", song=name, genre="chorale",
