@@ -161,7 +161,8 @@ def make_loader(dataset: Dataset, *, batch_size: int = 4, workers: int = 2, shuf
                 distributed: bool = False, drop_last: bool = False) -> DataLoader:
     """A DataLoader over ``dataset`` yielding dicts of stacked tensors (x1, x2: (B, C, T); n_stems: (B,) int64).
 
-    Seeded: the order and the per-epoch random draws depend on ``seed`` only. ``distributed=True`` shards
+    Seeded: the order and, with workers, the per-epoch random draws depend on ``seed`` only (with
+    ``workers=0`` the draws follow torch's global RNG: seed it with ``torch.manual_seed``). ``distributed=True`` shards
     with a :class:`DistributedSampler` (call ``loader.sampler.set_epoch(epoch)`` every epoch). Workers persist
     across epochs; memory is pinned when CUDA is available.
     """
