@@ -62,12 +62,14 @@ def _check_finite(search_loss: torch.Tensor) -> None:
 
 
 def _assign(estimates: torch.Tensor, mixtures: torch.Tensor, tau: float):
-    """Flattened inputs (B, M, L), (B, N, L), the mixture energies e (B, N), the assignment and its loss."""
+    """Flattened inputs (B, M, L), (B, N, L), the mixture energies e (B, N), the assignment and its loss.
+
+    The caller checks the loss with :func:`_check_finite` (after queueing its own work, so that on CUDA the one
+    host sync does not stall the launches)."""
     est, mix = flatten_inputs(estimates, mixtures)
     with torch.no_grad():
         gram, cross, energy = statistics(est, mix)
         assignment, loss = search(gram, cross, energy, tau)
-        _check_finite(loss)
     return est, mix, energy, assignment, loss
 
 
@@ -83,6 +85,7 @@ def best_assignment(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=
         index Σ_m A_m·N^m.
     """
     _, _, _, assignment, loss = _assign(estimates, mixtures, snr_tau(snr_max))
+    _check_finite(loss)
     return assignment, loss
 
 
@@ -98,13 +101,14 @@ class _RemixSNR(torch.autograd.Function):
     @staticmethod
     def forward(ctx, est, mix, onehot, energy, tau, subtract_energy):
         resid = torch.baddbmm(mix, onehot, est, alpha=-1)
-        value = torch.linalg.vecdot(resid, resid) + tau * energy + SEARCH_EPS
-        per_mixture = 10 * torch.log10(value)
+        # one fused reduction pass over the residuals (vecdot would materialise resid * resid)
+        value = torch.linalg.vector_norm(resid, dim=-1).square_().add_(energy, alpha=tau).add_(SEARCH_EPS)
+        per_mixture = torch.log10(value)
         if subtract_energy:
-            per_mixture = per_mixture - 10 * torch.log10(energy + SEARCH_EPS)
+            per_mixture = per_mixture - torch.log10(energy + SEARCH_EPS)
         ctx.save_for_backward(resid, onehot, value, energy, mix if ctx.needs_input_grad[1] else None)
         ctx.tau, ctx.subtract_energy = tau, subtract_energy
-        return per_mixture.mean(-1)
+        return per_mixture.mean(-1).mul_(10)
 
     @staticmethod
     def backward(ctx, grad):
@@ -113,7 +117,7 @@ class _RemixSNR(torch.autograd.Function):
         coef = scale / value                                                                # (B, N)
         grad_est = grad_mix = None
         if ctx.needs_input_grad[0]:
-            grad_est = torch.bmm(onehot.transpose(1, 2) * -coef[:, None, :], resid)
+            grad_est = torch.bmm(onehot.transpose(1, 2) * coef.neg()[:, None, :], resid)
         if ctx.needs_input_grad[1]:
             weight = coef * ctx.tau
             if ctx.subtract_energy:
@@ -156,7 +160,7 @@ def mixit_loss(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=30.0,
     if reduction not in REDUCTIONS:
         raise ValueError(f"mixit: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     tau = snr_tau(snr_max)
-    est, mix, energy, assignment, _ = _assign(estimates, mixtures, tau)
+    est, mix, energy, assignment, search_loss = _assign(estimates, mixtures, tau)
     acc = accumulation_dtype(est, mix)
     est, mix, n = est.to(acc), mix.to(acc), mix.shape[1]
     if loss_type == "neg_sisnr":
@@ -168,6 +172,7 @@ def mixit_loss(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=30.0,
         loss = loss.mean()
     elif reduction == "sum":
         loss = loss.sum()
+    _check_finite(search_loss)
     if not return_assignment:
         return loss
     return loss, assignment, remix(estimates.to(acc), assignment, n)
