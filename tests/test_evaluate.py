@@ -84,18 +84,19 @@ def test_evaluate_command_on_a_moisesdb_folder(tmp_path, capsys):
     write_song(str(tmp_path / "db"), "song-00", silent, RATE)  # indexed between the two: both segments skipped
     five = {name: (0.1 * rng.standard_normal((2, 9000))).astype(np.float32)
             for name in ("bass", "vocals", "drums", "guitar", "piano")}
-    write_song(str(tmp_path / "db"), "song-2", five, RATE)  # 5 stems: grouped to 4 (musdb) or skipped (as-is)
+    write_song(str(tmp_path / "db"), "song-2", five, RATE)  # 5 stems: grouped to 4 (auto) or skipped (as-is)
     ckpt = write_checkpoint(tmp_path / "tiny.pt", tiny_performer())
-    rc = cli.main(["evaluate", ckpt, str(tmp_path / "db"), "--segment", "0.5", "--n", "3", "-o",
-                   str(tmp_path / "eval"), "--device", "cpu", "-q"])
+    rc = cli.main(["evaluate", ckpt, str(tmp_path / "db"), "--segment", "0.5", "-o", str(tmp_path / "eval"),
+                   "--device", "cpu", "-q"])
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "MixIT SI-SNRi" in out
-    assert "3 segments of 0.5 s from 4 songs (2 silent segments skipped; 0 songs unusable)" in out
+    assert "6 segments of 0.5 s from 4 songs (2 silent segments skipped; 0 songs unusable)" in out
     saved = json.loads((tmp_path / "eval" / "tiny.json").read_text())
-    assert [s["song"] for s in saved["segments"]] == ["song-0", "song-0", "song-1"]
-    assert len(saved["segments"]) == 3 and all(s["n_silent_refs"] == 1 for s in saved["segments"])
-    assert set(saved["summary"]) == {"all", "2"}
+    assert [s["song"] for s in saved["segments"]] == ["song-0", "song-0", "song-1", "song-1", "song-2", "song-2"]
+    # own stems (bass, vocals active, drums silent) for the 3-stem songs; the 5-stem song in the 4 MUSDB groups
+    assert [(s["n_refs"], s["n_silent_refs"]) for s in saved["segments"]] == [(3, 1)] * 4 + [(4, 0)] * 2
+    assert set(saved["summary"]) == {"all", "2", "4"}
     assert (tmp_path / "eval" / "tiny.png").stat().st_size > 1000
 
     rc = cli.main(["evaluate", ckpt, str(tmp_path / "db"), "--segment", "0.5", "--n", "1", "--stems", "as-is",

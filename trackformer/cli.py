@@ -160,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None, help="stop after N scored segments (default: all)")
     p.add_argument("--split", default="all", choices=("all", "train", "valid"),
                    help="songs to use: all, or the train/valid part of the trainer's split (default all)")
-    p.add_argument("--stems", default="musdb", choices=("musdb", "as-is"),
-                   help="musdb: sum MoisesDB stems into vocals/drums/bass/other (default); as-is: the songs' own "
-                        "stems (songs with more than 4 are skipped)")
+    p.add_argument("--stems", default="auto", choices=("auto", "musdb", "as-is"),
+                   help="references: auto = a song's own stems if at most 4, else (MoisesDB) summed into "
+                        "vocals/drums/bass/other (default); musdb = always grouped; as-is = never (songs with "
+                        "more than 4 stems are skipped)")
     p.add_argument("-o", "--output", default=os.path.join("outputs", "evaluate"),
                    help="folder for the JSON and the plot (default outputs/evaluate)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -17,6 +17,7 @@ import torch
 from trackformer.metrics import SILENT_RMS, separation_scores
 from trackformer.separate import SILENT_INPUT_PEAK, model_channels, separate_waveform
 
+STEM_MODES = ("auto", "musdb", "as-is")
 METRICS = ("one_to_one_sisnr", "one_to_one_sisnri", "mixit_sisnr", "mixit_sisnri", "mixture_sisnr",
            "mask_overlap", "effective_mask_count")
 
@@ -110,17 +111,19 @@ def format_table(summary: dict) -> str:
 
 
 def run_evaluation(checkpoint: str, data: str, *, segment_seconds: float = 10.0, n: int | None = None,
-                   split: str = "all", stems: str = "musdb", out_dir: str = "outputs/evaluate", device="cpu",
+                   split: str = "all", stems: str = "auto", out_dir: str = "outputs/evaluate", device="cpu",
                    progress: bool = False) -> dict:
     """``trackformer evaluate``: loads the checkpoint, indexes ``data`` (MoisesDB layout or stems folder) at the
     model's rate and channel count, evaluates, writes ``out_dir/<checkpoint name>.json`` and ``.png``.
 
-    ``stems="musdb"`` sums a MoisesDB song's stems into vocals / drums (+ percussion) / bass / other, so every
-    song has at most 4 references; ``"as-is"`` keeps the song's own stems (songs with more than 4 are skipped,
-    as the MixIT-style search enumerates K^8 assignments). Returns the result dict with ``json`` and ``plot``
+    References (at most 4, as the MixIT-style search enumerates K^M assignments): ``stems="auto"`` takes a song's
+    own stems where it has at most 4 and, for a MoisesDB song with more, sums them into the MUSDB groups vocals /
+    drums (+ percussion) / bass / other; ``"musdb"`` groups every MoisesDB song; ``"as-is"`` never groups (songs
+    with more than 4 stems are skipped). Returns the result dict with ``json`` and ``plot``
     paths and ``songs_skipped`` added."""
     from trackformer.data.cli import open_dataset
     from trackformer.data.moisesdb import MUSDB_GROUPS, MoisesDB
+    from trackformer.data.songs import SongCollection
     from trackformer.plots import plot_evaluation
     from trackformer.separate import load_separator
 
@@ -128,14 +131,22 @@ def run_evaluation(checkpoint: str, data: str, *, segment_seconds: float = 10.0,
         raise FileNotFoundError(f"data folder not found: {data}")
     if split not in ("all", "train", "valid"):
         raise ValueError(f"split must be 'all', 'train' or 'valid', got {split!r}")
-    if stems not in ("musdb", "as-is"):
-        raise ValueError(f"stems must be 'musdb' or 'as-is', got {stems!r}")
+    if stems not in STEM_MODES:
+        raise ValueError(f"stems must be one of {STEM_MODES}, got {stems!r}")
     model, info = load_separator(checkpoint, device)
     rate = int(getattr(model, "sample_rate", info.get("sample_rate") or 44100))
     options = dict(sample_rate=rate, channels=model_channels(model) or info.get("channels") or 2)
     dataset = open_dataset(data, **options)
-    if stems == "musdb" and isinstance(dataset, MoisesDB):
-        dataset = MoisesDB(data, stem_groups=MUSDB_GROUPS, **options)
+    if stems != "as-is" and isinstance(dataset, MoisesDB):
+        grouped = MoisesDB(data, stem_groups=MUSDB_GROUPS, **options)
+        if stems == "auto":  # a song's own stems where it has at most 4, the MUSDB groups otherwise
+            kept = {song.name for song in dataset.songs}
+            merged = SongCollection()
+            merged.songs = sorted(dataset.songs + [s for s in grouped.songs if s.name not in kept],
+                                  key=lambda song: song.name)
+            merged.skipped = grouped.skipped
+            grouped = merged
+        dataset = grouped
     songs = dataset.songs if split == "all" else dataset.split(split)
     if not songs:
         raise ValueError(f"no usable songs in {data} (split {split!r}; {len(dataset.skipped)} skipped)")
