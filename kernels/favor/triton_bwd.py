@@ -16,7 +16,7 @@ import triton.language as tl
 
 from trackformer._alloc import new_output
 
-from .triton_fwd import BLOCK_L_STATE, block_m, precision, row_configs, split_rows
+from .triton_fwd import BLOCK_L_STATE, STATE_LAUNCH, block_m, precision, row_configs, split_rows
 
 
 @triton.jit
@@ -144,7 +144,8 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     dz_part = new_output((b * h, n_split, m), dtype=torch.float32, device=q.device)
     _dstate_kernel[(b * h, n_mb, n_split)](
         grad, q, out, w, qmax, den, ds_part, dz_part, lq, m, s, eps, per_split,
-        D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=prec, num_warps=4)
+        D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=prec, num_warps=STATE_LAUNCH[0],
+        num_stages=STATE_LAUNCH[1])
     d_s, d_z = ds_part.sum(dim=1), dz_part.sum(dim=1)
     dk = new_output(k.shape, dtype=k.dtype, device=k.device)
     dv = new_output(v.shape, dtype=v.dtype, device=v.device)

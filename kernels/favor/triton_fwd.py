@@ -19,7 +19,10 @@ import triton.language as tl
 from trackformer._alloc import new_output
 
 BLOCK_M = 64  # features per block (masked when m is not a multiple)
-BLOCK_L_STATE = 64  # key rows per tile in the state kernels
+# Rows per tile and (num_warps, num_stages) of the split-L state kernels (_kv_partial, _dstate): the largest
+# tile that compiles for sm_90 without register spills in every dtype (benchmarks/triton_compile_report.py).
+BLOCK_L_STATE = 32
+STATE_LAUNCH = (8, 1)
 
 
 def interpreting() -> bool:
@@ -27,8 +30,9 @@ def interpreting() -> bool:
 
 
 def precision(dtype: torch.dtype) -> str:
-    """tl.dot input precision: exact fp32 products for float32 inputs, TF32 tensor cores for half inputs."""
-    return "ieee" if dtype == torch.float32 else "tf32"
+    """tl.dot input precision: 3xTF32 (≈ fp32 products on tensor cores) for float32 inputs, TF32 for half
+    inputs (fp16 has TF32's 10-bit mantissa; bf16 inputs are exact in TF32, only W is rounded)."""
+    return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
 def block_m(m: int) -> int:
@@ -49,12 +53,12 @@ def split_rows(length: int, block_l: int, programs: int, device: torch.device):
     return per_split, triton.cdiv(tiles, per_split)
 
 
-def row_configs():
+def row_configs(interpreter: bool | None = None):
     """Autotune configs for the per-row-tile kernels (a single one under the interpreter)."""
-    if interpreting():
+    if interpreting() if interpreter is None else interpreter:
         return [triton.Config({"BLOCK_L": 64}, num_warps=4)]
     return [triton.Config({"BLOCK_L": bl}, num_warps=w, num_stages=st)
-            for bl in (32, 64, 128) for w in (4, 8) for st in (2, 3)]
+            for bl, w, st in ((32, 4, 2), (32, 8, 2), (64, 8, 2), (64, 8, 3), (128, 8, 2))]
 
 
 @triton.jit
@@ -178,13 +182,14 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     s = d ** -0.25
     _kv_partial_kernel[(b * h, n_mb, n_split)](
         k, v, w, a_part, z_part, max_part, vsum_part, length, m, s, per_split,
-        D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=precision(k.dtype), num_warps=4)
+        D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=precision(k.dtype),
+        num_warps=STATE_LAUNCH[0], num_stages=STATE_LAUNCH[1])
     state_s = new_output((b, h, m, d), **f32)
     state_z = new_output((b, h, m), **f32)
     kmax = new_output((b, h), **f32)
     _kv_reduce_kernel[(b * h, n_mb)](
         a_part, z_part, max_part, vsum_part, state_s, state_z, kmax, length, m, n_split, eps,
-        D=d, BLOCK_M=bm, BLOCK_P=triton.next_power_of_2(n_split * n_mb), num_warps=4)
+        D=d, BLOCK_M=bm, BLOCK_P=triton.next_power_of_2(n_split * n_mb), num_warps=4, num_stages=1)
     return state_s, state_z, kmax
 
 

@@ -1,0 +1,117 @@
+"""Compile every FAVOR+ Triton kernel for sm_90 (H100/H200) without a GPU and print registers, spills and
+shared memory per thread block.
+
+Uses ``triton.compile`` with ``GPUTarget("cuda", 90, 32)`` and the ptxas bundled with Triton
+(``ptxas -v`` on the generated PTX gives registers and spill bytes; shared memory is Triton's own figure).
+Head dim D = 64, m = 256 features (BLOCK_M 64), the launch configurations the dispatcher uses (every autotune
+candidate for the autotuned kernels). Usage: ``python benchmarks/triton_compile_report.py [--json OUT]``.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import write_json  # noqa: E402
+
+from trackformer.kernels.favor import triton_bwd, triton_fwd  # noqa: E402
+
+D, M = 64, 256
+TYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
+PRECISION = {"fp32": "tf32x3", "fp16": "tf32", "bf16": "tf32"}
+
+
+def _jit(kernel):
+    """The JITFunction inside an autotuned kernel (or the kernel itself)."""
+    return kernel.fn if isinstance(kernel, triton.runtime.Autotuner) else kernel
+
+
+def _signature(kernel, dtype: str, constexprs: dict) -> dict:
+    """Triton signature: input-dtype pointers for q/k/v/out/grads, fp32 for the state, i32/fp32 scalars."""
+    io = {"Q", "K", "V", "OUT", "G", "DQ", "DK", "DV"}
+    ints = {"L", "M", "N_SPLIT", "TILES_PER_SPLIT"}
+    floats = {"s", "eps"}
+    sig = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name in ints:
+            sig[name] = "i32"
+        elif name in floats:
+            sig[name] = "fp32"
+        else:
+            sig[name] = TYPES[dtype] if name in io else "*fp32"
+    return sig
+
+
+def _ptxas_usage(ptx: str) -> tuple[int, int, int]:
+    """(registers, spill store bytes, spill load bytes) from ``ptxas -v`` on the kernel's PTX."""
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    arch = re.search(r"^\.target\s+(\w+)", ptx, re.M).group(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.ptx")
+        with open(path, "w") as f:
+            f.write(ptx)
+        log = subprocess.run([ptxas, f"-arch={arch}", "-v", path, "-o", os.path.join(tmp, "k.cubin")],
+                             capture_output=True, text=True, check=True).stderr
+    regs = int(re.search(r"Used (\d+) registers", log).group(1))
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    return regs, int(spill.group(1)), int(spill.group(2))
+
+
+def compile_one(kernel, dtype: str, constexprs: dict, num_warps: int, num_stages: int) -> dict:
+    fn = _jit(kernel)
+    src = ASTSource(fn, _signature(fn, dtype, constexprs),
+                    constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": num_warps, "num_stages": num_stages})
+    regs, spill_st, spill_ld = _ptxas_usage(compiled.asm["ptx"])
+    return {"kernel": fn.__name__, "dtype": dtype, "D": D, "m": M, **{k: v for k, v in constexprs.items()
+                                                                      if k.startswith("BLOCK")},
+            "num_warps": num_warps, "num_stages": num_stages, "registers": regs, "spill_store_bytes": spill_st,
+            "spill_load_bytes": spill_ld, "shared_bytes": compiled.metadata.shared}
+
+
+def jobs():
+    """(kernel, constexprs, num_warps, num_stages) for every launch configuration in use."""
+    bm = triton_fwd.block_m(M)
+    state = {"D": D, "BLOCK_L": triton_fwd.BLOCK_L_STATE, "BLOCK_M": bm}
+    w_state, st_state = triton_fwd.STATE_LAUNCH
+    yield triton_fwd._kv_partial_kernel, state, w_state, st_state
+    yield triton_fwd._kv_reduce_kernel, {"D": D, "BLOCK_M": bm, "BLOCK_P": 64}, 4, 1
+    yield triton_bwd._dstate_kernel, state, w_state, st_state
+    for kernel in (triton_fwd._attend_kernel, triton_bwd._dq_kernel, triton_bwd._dkv_kernel):
+        for cfg in triton_fwd.row_configs(interpreter=False):
+            yield kernel, {"D": D, "BLOCK_M": bm, **cfg.kwargs}, cfg.num_warps, cfg.num_stages
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    rows = []
+    print(f"{'kernel':<20}{'dtype':<6}{'BLOCK_L':>8}{'BLOCK_M':>8}{'warps':>6}{'stages':>7}"
+          f"{'regs':>6}{'spill st/ld B':>15}{'smem B':>8}")
+    for kernel, constexprs, warps, stages in jobs():
+        for dtype in TYPES:
+            cx = dict(constexprs)
+            if "INPUT_PRECISION" in _jit(kernel).arg_names:
+                cx["INPUT_PRECISION"] = PRECISION[dtype]
+            row = compile_one(kernel, dtype, cx, warps, stages)
+            rows.append(row)
+            print(f"{row['kernel']:<20}{dtype:<6}{row.get('BLOCK_L', '-'):>8}{row.get('BLOCK_M', '-'):>8}"
+                  f"{warps:>6}{stages:>7}{row['registers']:>6}"
+                  f"{row['spill_store_bytes']:>8}/{row['spill_load_bytes']:<6}{row['shared_bytes']:>8}", flush=True)
+    if args.json:
+        write_json(args.json, {"target": "cuda sm_90 (compiled without a GPU)", "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
