@@ -22,13 +22,20 @@ import json
 import logging
 import math
 import os
+import random
 import signal
+import threading
 import time
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from trackformer.data import MixitPairs, MoisesDB, StemsFolder, SyntheticMusic, make_loader
+from trackformer.metrics import effective_mask_count, mask_overlap, separation_scores
+from trackformer.mixit import mixit_loss
+from trackformer.models import build_model, diversity_loss, sparsity_loss
 from trackformer.train import distributed as tdist
 from trackformer.train.checkpoint import (
     CheckpointError,
@@ -53,10 +60,6 @@ def checkpoint_path(run_dir: str) -> str:
 
 def seed_everything(seed: int) -> None:
     """Seeds python ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -103,9 +106,6 @@ class Objective(nn.Module):
         self.model, self.stage, self.config = model, stage, config
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor):
-        from trackformer.mixit import mixit_loss
-        from trackformer.models import diversity_loss, sparsity_loss
-
         cfg = self.config
         mixture = x1 + x2
         if self.stage == "pretrain":
@@ -138,8 +138,6 @@ class _Stop:
     @contextlib.contextmanager
     def installed(self):
         """Handlers for SIGTERM/SIGINT while the block runs (only possible in the main thread)."""
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -179,8 +177,6 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ data
     def _songs(self):
-        from trackformer.data import MoisesDB, StemsFolder, SyntheticMusic
-
         cfg = self.config
         if cfg.data == "synthetic":
             common = dict(seconds=cfg.synthetic_seconds, sample_rate=cfg.sample_rate, channels=cfg.channels)
@@ -199,8 +195,6 @@ class Trainer:
 
     def _epoch_loader(self, songs, epoch: int, start_batch: int):
         """Loader of epoch ``epoch`` from its ``start_batch``-th (global) batch on; items fixed by (seed, epoch)."""
-        from trackformer.data import MixitPairs, make_loader
-
         cfg, world = self.config, self.dist.world_size
         per_step = cfg.batch_size * world
         dataset = MixitPairs(songs, segment_seconds=cfg.segment_seconds, sample_rate=cfg.sample_rate,
@@ -212,8 +206,6 @@ class Trainer:
                            distributed=self.dist.distributed, drop_last=True)
 
     def _valid_loader(self, songs):
-        from trackformer.data import MixitPairs, make_loader
-
         cfg = self.config
         if cfg.valid_examples == 0:
             return None
@@ -228,8 +220,6 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ model
     def _build(self, device: torch.device):
-        from trackformer.models import build_model
-
         name, spec = model_spec(self.config)
         model = build_model(name, spec).to(device)
         if self.stage == "pretrain" and not hasattr(model, "pretrain_loss"):
@@ -464,9 +454,6 @@ def evaluate(model: nn.Module, loader, stage: str, config: TrainConfig) -> dict:
         that song's mixture alone (one-to-one and MixIT-style, trackformer.metrics.separation_scores);
       n_eff, mask_overlap: effective mask count and mask overlap on x1 + x2 (mask models only).
     """
-    from trackformer.metrics import effective_mask_count, mask_overlap, separation_scores
-    from trackformer.mixit import mixit_loss
-
     device = next(model.parameters()).device
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
