@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 
 import pytest
 import torch
@@ -112,6 +113,26 @@ def test_max_minutes_stops_with_checkpoint_and_resumes(tmp_path):
     assert payload["step"] == 1 and payload["reason"] == "max_minutes"
     more = fit(cfg.replace(max_minutes=None, max_steps=3), resume=True)
     assert load_checkpoint(more)["step"] == 3
+
+
+def test_sigterm_stops_after_the_step_with_checkpoint(tmp_path, monkeypatch):
+    """SIGTERM (a cluster's preemption) during step 2 ends the run after that step with a checkpoint."""
+    from trackformer.train.trainer import Objective
+
+    calls = []
+    forward = Objective.forward
+
+    def forward_then_signal(self, x1, x2):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return forward(self, x1, x2)
+
+    monkeypatch.setattr(Objective, "forward", forward_then_signal)
+    previous = signal.getsignal(signal.SIGTERM)
+    payload = load_checkpoint(fit(tiny(tmp_path, max_steps=1000)))
+    assert (payload["step"], payload["reason"]) == (2, "SIGTERM")
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is uninstalled again
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

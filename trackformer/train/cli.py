@@ -10,6 +10,7 @@ The config comes from ``--config FILE`` or ``--preset NAME``; the explicit flags
 
 import argparse
 import logging
+import os
 
 from trackformer.train.config import PRESETS, apply_overrides, load_config, preset
 
@@ -55,7 +56,8 @@ def _runner(stage: str):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         config = config_from_args(args)
         path = (fit if stage == "train" else pretrain)(config, resume=args.resume)
-        print(f"last checkpoint: {path}")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: once
+            print(f"last checkpoint: {path}")
         return 0
 
     return run

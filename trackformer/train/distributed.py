@@ -14,12 +14,14 @@ import torch.distributed as dist
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
-    """Where this process sits: rank in [0, world_size), local_rank on its node, its torch device."""
+    """Where this process sits: rank in [0, world_size), local_rank on its node, its torch device; owns_group:
+    :func:`setup` created the process group (so :func:`teardown` destroys it)."""
 
     rank: int
     world_size: int
     local_rank: int
     device: torch.device
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -67,14 +69,15 @@ def setup(device: str = "auto") -> DistInfo:
             raise ValueError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA device(s) visible")
         base = torch.device("cuda", local_rank)
         torch.cuda.set_device(base)
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if base.type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    return DistInfo(rank, world_size, local_rank, base)
+    return DistInfo(rank, world_size, local_rank, base, owns_group)
 
 
 def teardown(info: DistInfo) -> None:
-    """Leaves the process group joined by :func:`setup` (no-op for a single process)."""
-    if info.distributed and dist.is_initialized():
+    """Destroys the process group if :func:`setup` created it (no-op otherwise)."""
+    if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

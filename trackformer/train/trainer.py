@@ -272,6 +272,7 @@ class Trainer:
     def _run(self, resume: bool) -> str:
         cfg, dist_info = self.config, self.dist
         device = dist_info.device
+        self.step, self.metrics = 0, {}
         if cfg.amp != "off" and device.type != "cuda":
             raise ValueError(f"amp={cfg.amp!r} needs a CUDA device (this run uses {device}); set amp: off")
         per_step = cfg.batch_size * dist_info.world_size
