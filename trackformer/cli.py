@@ -1,7 +1,8 @@
 """The ``trackformer`` command line (also ``python -m trackformer``).
 
     trackformer separate SONG... [-o DIR] [--checkpoint CKPT] [--chunk-seconds S] [--overlap S] [--device D]
-    trackformer evaluate CKPT DATA [--segment 10] [--n N] [--split all|train|valid] [-o DIR] [--device D]
+    trackformer evaluate CKPT DATA [--segment 10] [--n N] [--split all|train|valid] [--stems auto|musdb|as-is]
+                         [-o DIR] [--device D]
     trackformer train ... | pretrain ...     (trackformer.train.cli)
     trackformer data ...                    (trackformer.data.cli)
     trackformer bench [--device D] [--quick] (benchmarks/run_all.py of a source checkout)
@@ -104,8 +105,9 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _add_common(p: argparse.ArgumentParser, *, device_help="auto (CUDA when available), cpu, cuda, cuda:N"):
-    p.add_argument("--device", default="auto", help=f"compute device: {device_help} (default auto)")
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="compute device: auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the full traceback on errors")
 
