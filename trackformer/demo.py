@@ -28,7 +28,8 @@ def _say(text: str) -> None:
 
 def prepare_data(out_dir: str, n_songs: int, *, sample_rate: int = SAMPLE_RATE) -> dict:
     """Training data for the demo: {"data": "moisesdb", "root": folder} of rendered chorales, or
-    {"data": "synthetic"} (the trainer then draws synthetic songs itself) when fluidsynth is missing."""
+    {"data": "synthetic"} (the trainer then draws synthetic songs itself) when fluidsynth, music21, pretty-midi
+    or a soundfont is missing."""
     from trackformer.data import find_fluidsynth, render_chorales
 
     try:
@@ -38,8 +39,12 @@ def prepare_data(out_dir: str, n_songs: int, *, sample_rate: int = SAMPLE_RATE) 
         return {"data": "synthetic"}
     root = os.path.join(out_dir, "chorales")
     t0 = time.perf_counter()
-    summary = render_chorales(root, n=n_songs, sample_rate=sample_rate, workers=min(4, os.cpu_count() or 1),
-                              progress=sys.stderr.isatty())
+    try:
+        summary = render_chorales(root, n=n_songs, sample_rate=sample_rate, workers=min(4, os.cpu_count() or 1),
+                                  progress=sys.stderr.isatty())
+    except (RuntimeError, FileNotFoundError) as err:  # music21 / pretty-midi / a soundfont missing
+        _say(f"cannot render chorales, so the demo uses synthetic music instead ({err})")
+        return {"data": "synthetic"}
     _say(f"{summary['rendered']} chorales rendered, {summary['existing']} already there, into {root} "
          f"({time.perf_counter() - t0:.0f} s)")
     if summary["rendered"] + summary["existing"] < 4:
