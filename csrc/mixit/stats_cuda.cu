@@ -3,9 +3,11 @@
 // Why not a (split-K) batched matmul: G, c, e are a (M+N)² Gram over a very long K = C·T, which cuBLAS handles
 // poorly (shared/ANCHORS.md: plain bmm 19.5 ms at 30 s), and a split-K by hand still launches several kernels and
 // needs fp32 partials for fp16/bf16 inputs. Here each block reads one chunk of T for all M + N rows of one example
-// exactly once into shared memory (converted to float, or double for float64), computes the dot products of the
-// needed row pairs from there, and writes one partial per pair; a second tiny kernel sums the chunks in a fixed
-// order (deterministic, no atomics) and scatters them into G, c, e. Global traffic ≈ one read of the inputs.
+// exactly once into shared memory (converted to float, or double for float64), computes the Gram's upper triangle
+// from there in 2×2 register blocks, and writes one partial per entry; a second tiny kernel sums the chunks in a
+// fixed order (deterministic, no atomics) and scatters them into G, c, e. Global traffic ≈ one read of the inputs;
+// shared-memory traffic is one 4-byte load per multiply-add, which keeps M ≤ 8 bound by HBM bandwidth and M = 16
+// within about 1.5× of it (estimate for H100/H200: 128 B/cycle/SM of shared memory vs ≈ 18 B/cycle/SM of HBM).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -20,7 +22,6 @@ using namespace trackformer::mixit;
 
 constexpr int kThreads = 256;
 constexpr int kMaxRows = 32;       // M + N ≤ 16 + 16
-constexpr int kMaxItems = 3;       // (pair, slice) work items per thread: num_pairs ≤ 528 ≤ 3·kThreads
 constexpr int kBlocksPerSM = 4;    // chunks per example aim at this many blocks per SM over the batch
 
 template <typename acc_t>
@@ -40,69 +41,99 @@ int64_t chunk_length(int batch, int64_t length, int tile) {
   return (per_chunk > 0 ? per_chunk : 1) * tile;
 }
 
+// Block (bi, bj), bi ≤ bj, of the upper triangle of a nb × nb grid of 2×2 blocks, row-major.
+__device__ void block_coords(int blk, int nb, int* bi, int* bj) {
+  int r = 0;
+  while (blk >= nb - r) {
+    blk -= nb - r;
+    ++r;
+  }
+  *bi = r;
+  *bj = r + blk;
+}
+
+// Partial Gram of the rows [ŝ; x] (padded to an even count with a zero row) over one chunk of positions.
+// Thread = (2×2 block of the Gram's upper triangle, slice of the positions): per position it reads 4 values from
+// shared memory for 4 products (one load per multiply-add, half of what one pair per thread needs).
+// Writes the chunk's upper-triangle entries (i ≤ j < rows) to partial[(b·chunks + chunk)·rows² + i·rows + j].
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 partial_kernel(const scalar_t* __restrict__ est, const scalar_t* __restrict__ mix, int m, int n, int64_t length,
                int64_t chunk_len, double* __restrict__ partial) {
   constexpr int kTile = tile_len<acc_t>();
   __shared__ acc_t tile[kMaxRows][kTile + 1];  // +1: rows start in different banks
-  __shared__ double red[kMaxItems * kThreads];
+  __shared__ double red[kThreads * 4];
   const int tid = threadIdx.x, chunk = blockIdx.x, b = blockIdx.y, chunks = gridDim.x;
-  const int rows = m + n, pairs = num_pairs(m, n);
-  const int slices = pairs < kThreads ? kThreads / pairs : 1, items = pairs * slices;
+  const int rows = m + n, padded_rows = (rows + 1) & ~1, nb = padded_rows / 2;
+  const int blocks = nb * (nb + 1) / 2;  // ≤ 136 for 32 rows
+  const int slices = kThreads / blocks, items = blocks * slices;
+  const bool active = tid < items;
+  const int blk = tid % blocks, slice = tid / blocks;
+  int bi, bj;
+  block_coords(blk, nb, &bi, &bj);
+  const int r0 = 2 * bi, r1 = 2 * bi + 1, c0 = 2 * bj, c1 = 2 * bj + 1;
   const scalar_t* s = est + static_cast<int64_t>(b) * m * length;
   const scalar_t* x = mix + static_cast<int64_t>(b) * n * length;
 
-  int pi[kMaxItems], pj[kMaxItems], slice[kMaxItems];
-  double acc[kMaxItems];
-#pragma unroll
-  for (int r = 0; r < kMaxItems; ++r) {
-    const int item = tid + r * kThreads;
-    acc[r] = 0.0;
-    slice[r] = item / pairs;
-    pi[r] = pj[r] = 0;
-    if (item < items) pair_rows(item % pairs, m, n, &pi[r], &pj[r]);
-  }
+  double acc00 = 0.0, acc01 = 0.0, acc10 = 0.0, acc11 = 0.0;
   const int64_t begin = chunk * chunk_len;
   const int64_t end = begin + chunk_len < length ? begin + chunk_len : length;
   for (int64_t t0 = begin; t0 < end; t0 += kTile) {
     const int w = static_cast<int>(end - t0 < kTile ? end - t0 : kTile);
-    for (int idx = tid; idx < rows * kTile; idx += kThreads) {
+    for (int idx = tid; idx < padded_rows * kTile; idx += kThreads) {
       const int r = idx / kTile, t = idx % kTile;
-      const scalar_t* src = r < m ? s + r * length : x + (r - m) * length;
-      tile[r][t] = t < w ? to_acc(src[t0 + t], acc_t(0)) : acc_t(0);
+      acc_t v = acc_t(0);
+      if (r < rows && t < w) v = to_acc((r < m ? s + r * length : x + (r - m) * length)[t0 + t], acc_t(0));
+      tile[r][t] = v;
     }
     __syncthreads();
-#pragma unroll
-    for (int r = 0; r < kMaxItems; ++r) {
-      if (tid + r * kThreads < items) {
-        acc_t sum = 0;
-        for (int t = slice[r]; t < w; t += slices) sum += tile[pi[r]][t] * tile[pj[r]][t];
-        acc[r] += static_cast<double>(sum);
+    if (active) {
+      acc_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+      for (int t = slice; t < w; t += slices) {
+        const acc_t a0 = tile[r0][t], a1 = tile[r1][t], b0 = tile[c0][t], b1 = tile[c1][t];
+        s00 += a0 * b0;
+        s01 += a0 * b1;
+        s10 += a1 * b0;
+        s11 += a1 * b1;
       }
+      acc00 += static_cast<double>(s00);
+      acc01 += static_cast<double>(s01);
+      acc10 += static_cast<double>(s10);
+      acc11 += static_cast<double>(s11);
     }
     __syncthreads();
   }
-#pragma unroll
-  for (int r = 0; r < kMaxItems; ++r)
-    if (tid + r * kThreads < items) red[tid + r * kThreads] = acc[r];
+  if (active) {
+    red[4 * tid + 0] = acc00;
+    red[4 * tid + 1] = acc01;
+    red[4 * tid + 2] = acc10;
+    red[4 * tid + 3] = acc11;
+  }
   __syncthreads();
-  double* out = partial + (static_cast<int64_t>(b) * chunks + chunk) * pairs;
-  for (int p = tid; p < pairs; p += kThreads) {
+  double* out = partial + (static_cast<int64_t>(b) * chunks + chunk) * rows * rows;
+  for (int e = tid; e < 4 * blocks; e += kThreads) {
+    const int k = e / 4, q = e % 4;
+    int ki, kj;
+    block_coords(k, nb, &ki, &kj);
+    const int i = 2 * ki + q / 2, j = 2 * kj + q % 2;
+    if (i > j || j >= rows) continue;  // lower half of a diagonal block, or the padding row
     double v = 0.0;
-    for (int sl = 0; sl < slices; ++sl) v += red[sl * pairs + p];
-    out[p] = v;
+    for (int sl = 0; sl < slices; ++sl) v += red[4 * (sl * blocks + k) + q];  // item = slice·blocks + block
+    out[i * rows + j] = v;
   }
 }
 
+// Sums the chunks' partial Grams in a fixed order and scatters the needed pairs into G, c, e.
 template <typename out_t>
 __global__ void __launch_bounds__(kThreads)
 reduce_kernel(const double* __restrict__ partial, int chunks, int m, int n, out_t* g, out_t* c, out_t* e) {
-  const int b = blockIdx.x, pairs = num_pairs(m, n);
-  const double* in = partial + static_cast<int64_t>(b) * chunks * pairs;
+  const int b = blockIdx.x, pairs = num_pairs(m, n), rows = m + n;
+  const double* in = partial + static_cast<int64_t>(b) * chunks * rows * rows;
   for (int p = threadIdx.x; p < pairs; p += kThreads) {
+    int i, j;
+    pair_rows(p, m, n, &i, &j);  // i ≤ j
     double v = 0.0;
-    for (int k = 0; k < chunks; ++k) v += in[static_cast<int64_t>(k) * pairs + p];
+    for (int k = 0; k < chunks; ++k) v += in[static_cast<int64_t>(k) * rows * rows + i * rows + j];
     store_pair(p, m, n, v, g + static_cast<int64_t>(b) * m * m, c + static_cast<int64_t>(b) * m * n,
                e + static_cast<int64_t>(b) * n);
   }
@@ -126,7 +157,7 @@ int launch(const void* est, const void* mix, int batch, int m, int n, int64_t le
 extern "C" int64_t trackformer_mixit_stats_workspace(int batch, int m, int n, int64_t length, int input_type) {
   const int tile = input_type == kFloat64 ? tile_len<double>() : tile_len<float>();
   const int64_t chunk_len = chunk_length(batch, length, tile);
-  return static_cast<int64_t>(batch) * ((length + chunk_len - 1) / chunk_len) * num_pairs(m, n) *
+  return static_cast<int64_t>(batch) * ((length + chunk_len - 1) / chunk_len) * (m + n) * (m + n) *
          static_cast<int64_t>(sizeof(double));
 }
 
