@@ -111,8 +111,11 @@ def test_max_minutes_stops_with_checkpoint_and_resumes(tmp_path):
     path = fit(cfg)
     payload = load_checkpoint(path)
     assert payload["step"] == 1 and payload["reason"] == "max_minutes"
+    with open(os.path.join(cfg.run_dir, "metrics.jsonl"), "a") as f:
+        f.write('{"kind": "train", "step": 2, "lo')  # a line cut short by a crash
     more = fit(cfg.replace(max_minutes=None, max_steps=3), resume=True)
     assert load_checkpoint(more)["step"] == 3
+    assert len(train_losses(cfg.run_dir)) == 3  # steps 1, 2, 3; the broken line is gone
 
 
 def test_sigterm_stops_after_the_step_with_checkpoint(tmp_path, monkeypatch):

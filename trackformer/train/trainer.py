@@ -539,6 +539,14 @@ class _Window:
         return record
 
 
+def _logged_step(line: str) -> float:
+    """The step of one metrics.jsonl line; +inf for a line cut short by a crash (so it is dropped)."""
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:
+        return math.inf
+
+
 class _RunLogger:
     """metrics.jsonl, TensorBoard and the progress bar, on rank 0 only."""
 
@@ -552,7 +560,7 @@ class _RunLogger:
         self.path = os.path.join(config.run_dir, "metrics.jsonl")
         if os.path.exists(self.path):  # drop what an interrupted run logged after its last checkpoint
             with open(self.path) as f:
-                keep = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resumed_step]
+                keep = [line for line in f if _logged_step(line) <= resumed_step]
             with open(self.path, "w") as f:
                 f.writelines(keep)
         try:
