@@ -118,6 +118,32 @@ def test_max_minutes_stops_with_checkpoint_and_resumes(tmp_path):
     assert len(train_losses(cfg.run_dir)) == 3  # steps 1, 2, 3; the broken line is gone
 
 
+def test_aux_losses_are_added_with_their_weights(tmp_path):
+    cfg = tiny(tmp_path, max_steps=2, diversity_weight=0.5, sparsity_weight=0.25)
+    fit(cfg)
+    with open(os.path.join(cfg.run_dir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f if '"train"' in line]
+    assert len(records) == 2
+    for r in records:
+        assert 0 <= r["diversity"] <= 1 and 1 <= r["sparsity"] <= 8 ** 0.5
+        assert r["loss"] == pytest.approx(r["mixit"] + 0.5 * r["diversity"] + 0.25 * r["sparsity"], abs=1e-4)
+
+
+def test_convtasnet_trains_and_validates_without_masks(tmp_path):
+    small = dict(enc_kernel_size=16, enc_num_feats=16, msk_num_feats=8, msk_num_hidden_feats=16, msk_num_layers=2,
+                 msk_num_stacks=1)
+    cfg = tiny(tmp_path, model="convtasnet", model_config=small, max_steps=2, eval_every=2, valid_examples=2)
+    payload = load_checkpoint(fit(cfg))
+    assert payload["model"]["name"] == "convtasnet" and payload["step"] == 2
+    assert "song_mixit_sisnri" in payload["metrics"] and "n_eff" not in payload["metrics"]  # no masks
+    model, info = load_model(os.path.join(cfg.run_dir, "checkpoints", "last.pt"))
+    assert info["name"] == "convtasnet" and model(torch.randn(1, 1, 999)).shape == (1, 8, 1, 999)
+    with pytest.raises(ValueError, match="diversity_weight needs a mask-based model"):
+        fit(cfg.replace(diversity_weight=0.1))
+    with pytest.raises(ValueError, match="no Audio-MAE pre-training"):
+        pretrain(cfg)
+
+
 def test_sigterm_stops_after_the_step_with_checkpoint(tmp_path, monkeypatch):
     """SIGTERM (a cluster's preemption) during step 2 ends the run after that step with a checkpoint."""
     from trackformer.train.trainer import Objective
