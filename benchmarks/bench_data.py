@@ -4,7 +4,8 @@ Figures (script mode):
   render            render_chorales with 2 workers at 44.1 kHz: seconds of 4-stem audio per wall second
   loader_30s        MixitPairs 30 s stereo 44.1 kHz segments from the rendered set, 2 workers, batch 4:
                     segments/s (each example holds two segments)
-  train_10s         the same with 10 s segments: training examples/s (the bar: >= 10/s on a 2-core machine)
+  train_10s         the same with 10 s segments: training examples/s (the bar: >= 10/s on a 2-core machine),
+                    and CPU-ms per example in one process (load-independent), also at 16 kHz from the 44.1 kHz files
   synth_10s_16k     SyntheticMusic: ms to generate 10 s of 4-stem stereo audio at 16 kHz (bar: well under 100)
   segment_read      read_audio of a 3 s segment of a 60 s 44.1 kHz stereo WAV vs reading the file whole (and of
                     a 48 kHz file, resampled on read)
@@ -59,11 +60,11 @@ def loader_rate(songs, segment_seconds, examples, workers=2, batch_size=4):
     return n / (time.perf_counter() - t0)
 
 
-def cpu_ms_per_example(songs, segment_seconds, n=12, batch_size=4):
+def cpu_ms_per_example(songs, segment_seconds, n=12, batch_size=4, sample_rate=44100):
     """CPU time (ms, this process, one thread) per training example through make_loader(workers=0), collation
     included: load-independent, unlike wall time on a shared machine (it leaves out the workers' IPC)."""
-    ds = MixitPairs(songs, segment_seconds=segment_seconds, sample_rate=44100, examples_per_epoch=n + batch_size,
-                    seed=0)
+    ds = MixitPairs(songs, segment_seconds=segment_seconds, sample_rate=sample_rate,
+                    examples_per_epoch=n + batch_size, seed=0)
     it = iter(make_loader(ds, batch_size=batch_size, workers=0, seed=0))
     next(it)  # warm-up: page cache, imports
     t0 = time.process_time()
@@ -112,6 +113,10 @@ def main(argv=None):
         print(f"training examples 10 s stereo 44.1 kHz, 2 workers: {rate10:.1f} examples/s (bar >= 10/s: "
               f"{'ok' if rate10 >= 10 else 'BELOW'}); {cpu10:.0f} CPU-ms per example = {2000 / cpu10:.0f}/s on "
               "2 idle cores")
+        cpu16 = cpu_ms_per_example(MoisesDB(out, sample_rate=16000).songs, 10.0, sample_rate=16000)
+        rows["train_10s_16k_from_44k"] = {"cpu_ms_per_example": cpu16}
+        print(f"training examples 10 s stereo at 16 kHz from the 44.1 kHz files (resampled on read): {cpu16:.0f} "
+              "CPU-ms per example")
         ms, cpu_ms = synth_ms(), synth_cpu_ms()
         rows["synth_10s_16k"] = {"ms": ms, "cpu_ms": cpu_ms, "bar_ms": 100.0}
         print(f"synthetic music, 10 s of 4 stems at 16 kHz stereo: {ms:.1f} ms wall, {cpu_ms:.1f} CPU-ms")

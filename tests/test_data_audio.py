@@ -49,9 +49,10 @@ def test_partial_read_matches_full_file(tmp_path, sr_file, sr_out):
     x = rng.standard_normal((2, 20011)).astype(np.float32) * 0.1
     path = str(tmp_path / "a.wav")
     sf.write(path, x.T, sr_file, subtype="FLOAT")
-    full = read_audio(path, sample_rate=sr_out)
-    assert full.shape == (2, int(np.ceil(20011 * sr_out / sr_file)))
-    for start, frames in [(0, 777), (1234, 4099), (full.shape[1] - 100, 300), (full.shape[1] + 5, 10)]:
+    n = int(np.ceil(20011 * sr_out / sr_file))
+    assert read_audio(path, sample_rate=sr_out).shape == (2, n)
+    full = read_audio(path, sample_rate=sr_out, frames=n + 100)  # with the filter's ring-out past the end
+    for start, frames in [(0, 777), (1234, 4099), (n - 100, 300), (n + 5, 10), (n + 200, 10)]:
         seg = read_audio(path, start=start, frames=frames, sample_rate=sr_out)
         assert seg.shape == (2, frames)
         ref = np.zeros((2, frames), np.float32)

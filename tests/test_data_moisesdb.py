@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from trackformer.data import MoisesDB, StemsFolder
-from trackformer.data.audio import read_audio
+from trackformer.data.audio import add_audio, read_audio
 from trackformer.data.cli import add_parser
 from trackformer.data.moisesdb import MUSDB_GROUPS
 
@@ -119,6 +119,27 @@ def test_stem_groups_fold_six_stems_into_four(tree):
     torch.testing.assert_close(six.load_mixture(), ref.sum(0), rtol=0, atol=1e-6)
     a = next(s for s in MoisesDB(str(tree), stem_groups=MUSDB_GROUPS).songs if s.name == "a-two-tracks")
     assert a.stem_names == ["vocals", "bass"]
+
+
+def test_tracks_summed_before_one_resample_equal_per_track_resampling(tmp_path):
+    rng = np.random.default_rng(5)
+    mono48, st48 = (rng.standard_normal((1, 30011)) * 0.1), (rng.standard_normal((2, 27001)) * 0.1)
+    st44 = rng.standard_normal((2, 25000)) * 0.1
+    folder = _song(str(tmp_path), "mixed", {"keys": [(mono48.astype(np.float32), 48000),
+                                                     (st48.astype(np.float32), 48000)],
+                                            "bass": [(st44.astype(np.float32), SR)]})
+    for channels in (2, 1):
+        song = MoisesDB(str(tmp_path), sample_rate=16000, channels=channels).songs[0]
+        files = {name: [os.path.join(folder, name, f) for f in sorted(os.listdir(os.path.join(folder, name)))]
+                 for name in ("keys", "bass")}
+        for start, frames in [(0, None), (3333, 2000), (9000, 2000)]:
+            ref = np.stack([sum(read_audio(f, start=start, frames=frames or song.num_frames, sample_rate=16000,
+                                           channels=channels) for f in files[k]) for k in ("keys", "bass")])
+            np.testing.assert_allclose(song.load_stems(start, frames or song.num_frames).numpy(), ref, atol=2e-6)
+            np.testing.assert_allclose(song.load_mixture(start, frames or song.num_frames).numpy(), ref.sum(0),
+                                       atol=2e-6)
+    with pytest.raises(ValueError, match="one sample rate"):
+        add_audio(np.zeros((2, 10), np.float32), [t for s in song.stems for t in s.tracks], 0, 16000)
 
 
 def test_resampled_index_at_16k(tree):

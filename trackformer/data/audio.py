@@ -105,31 +105,54 @@ def read_audio(path: str, *, start: int = 0, frames: int | None = None, sample_r
     return out
 
 
-def add_audio(out: np.ndarray, info: AudioInfo, start: int, sample_rate: int) -> None:
-    """Adds frames [start, start + T) of the file (counted at ``sample_rate``) into ``out`` (C, T) float32, in
-    place, converting channels (mono → both, stereo → mean) and rate; past the end of the file adds nothing.
-    The work horse of :func:`read_audio` and of loading a stem made of several tracks."""
+def add_audio(out: np.ndarray, tracks, start: int, sample_rate: int) -> None:
+    """Adds frames [start, start + T) (counted at ``sample_rate``) of one file or the sum of several into
+    ``out`` (C, T) float32, in place, converting channels (mono → both, stereo → mean) and rate; past the end of
+    a file only the resampling filter's ring-out (a few frames). ``tracks``: an AudioInfo or a sequence of them
+    at ONE sample rate, summed before
+    resampling (resampling is linear), so a stem or mixture of many tracks costs one resample, not one per track.
+    The work horse of :func:`read_audio` and of loading stems and mixtures."""
+    tracks = [tracks] if isinstance(tracks, AudioInfo) else list(tracks)
+    rates = {t.sample_rate for t in tracks}
+    if len(rates) != 1:
+        raise ValueError(f"add_audio sums tracks at one sample rate, got {sorted(rates)} Hz")
+    sr_in = rates.pop()
     frames = out.shape[1]
-    ratio = Fraction(sample_rate, info.sample_rate)
+    ratio = Fraction(sample_rate, sr_in)
     up, down = ratio.numerator, ratio.denominator
-    if frames == 0 or start * down >= info.frames * up:
+    if frames == 0:
         return
     if up == down == 1:
-        data = _read_frames(info, start, min(start + frames, info.frames))
-        off = 0
+        for t in (t for t in tracks if start < t.frames):
+            data = _read_frames(t, start, min(start + frames, t.frames))
+            _add_channels(out[:, :data.shape[1]], data)
+        return
+    # Read the input span covering [start, start + frames) plus the filter's half length on both sides,
+    # starting on an input frame that maps to a whole output frame (a multiple of `down`).
+    margin = math.ceil(10 * max(up, down) / up) + 1
+    a = max(0, math.floor((start * down / up - margin) / down) * down)
+    b = math.ceil((start + frames) * down / up) + margin
+    live = [t for t in tracks if a < t.frames]  # files with frames in the span read
+    if not live:
+        return
+    # Each file is a signal followed by silence, resampled as such: the filter's ring-out after a file's last
+    # frame is kept, so the result is linear in the tracks (a stem, a mixture, a segment or the whole song all
+    # agree up to float rounding) whichever files are summed before resampling.
+    summed = np.zeros((out.shape[0], b - a), dtype=np.float32)
+    for t in live:
+        data = _read_frames(t, a, min(b, t.frames))
+        _add_channels(summed[:, :data.shape[1]], data)
+    off = start - a // down * up
+    data = resample(summed, sr_in, sample_rate)[:, off:off + frames]
+    out[:, :data.shape[1]] += data
+
+
+def _add_channels(dst: np.ndarray, data: np.ndarray) -> None:
+    """dst (C_out, n) += data (C_in, n), mono broadcast to stereo, stereo averaged to mono."""
+    if data.shape[0] == 2 and dst.shape[0] == 1:
+        dst += data.mean(axis=0, keepdims=True, dtype=np.float32)
     else:
-        # Read the input span covering [start, start + frames) plus the filter's half length on both sides,
-        # starting on an input frame that maps to a whole output frame (a multiple of `down`).
-        margin = math.ceil(10 * max(up, down) / up) + 1
-        a = max(0, math.floor((start * down / up - margin) / down) * down)
-        b = min(info.frames, math.ceil((start + frames) * down / up) + margin)
-        data = resample(_read_frames(info, a, b), info.sample_rate, sample_rate)
-        off = start - a // down * up
-    data = data[:, off:off + frames]
-    n = data.shape[1]
-    if data.shape[0] == 2 and out.shape[0] == 1:
-        data = data.mean(axis=0, keepdims=True, dtype=np.float32)
-    out[:, :n] += data  # broadcasts mono (1, n) into stereo
+        dst += data
 
 
 _INT_PCM = {"PCM_16": (np.int16, 2.0 ** -15), "PCM_24": (np.int32, 2.0 ** -31), "PCM_32": (np.int32, 2.0 ** -31)}

@@ -94,6 +94,9 @@ class FileSong(Song):
         self.sample_rate, self.channels = sample_rate, channels
         # ceil, as read_audio gives every frame that overlaps the file
         self._frames = max(-(-t.frames * sample_rate // t.sample_rate) for s in stems for t in s.tracks)
+        # tracks grouped by source rate: each group is summed, then resampled once
+        self._stem_groups = [_by_rate(s.tracks) for s in stems]
+        self._mix_groups = _by_rate([t for s in stems for t in s.tracks])
 
     @property
     def num_frames(self) -> int:
@@ -101,17 +104,24 @@ class FileSong(Song):
 
     def _load(self, start: int, frames: int) -> np.ndarray:
         out = np.zeros((len(self.stems), self.channels, frames), dtype=np.float32)
-        for k, stem in enumerate(self.stems):
-            for t in stem.tracks:
-                add_audio(out[k], t, start, self.sample_rate)
+        for k, groups in enumerate(self._stem_groups):
+            for group in groups:
+                add_audio(out[k], group, start, self.sample_rate)
         return out
 
     def _load_mixture(self, start: int, frames: int) -> np.ndarray:
         out = np.zeros((self.channels, frames), dtype=np.float32)
-        for stem in self.stems:
-            for t in stem.tracks:
-                add_audio(out, t, start, self.sample_rate)
+        for group in self._mix_groups:
+            add_audio(out, group, start, self.sample_rate)
         return out
+
+
+def _by_rate(tracks) -> list[list[AudioInfo]]:
+    """Tracks grouped by sample rate (in first-seen order)."""
+    groups: dict[int, list[AudioInfo]] = {}
+    for t in tracks:
+        groups.setdefault(t.sample_rate, []).append(t)
+    return list(groups.values())
 
 
 def split_fraction(name: str, seed: int) -> float:
