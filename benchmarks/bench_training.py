@@ -280,7 +280,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
     if args.reps is None:
-        args.reps = 3 if cpu and args.quick else 5 if args.quick else 7
+        args.reps = 3 if args.quick else 7
     if args.batch < 1 or args.channels not in (1, 2) or args.epoch_hours <= 0 or args.reps < 1:
         p.error("--batch >= 1, --channels 1 or 2, --epoch-hours > 0 and --reps >= 1 are required")
     return args

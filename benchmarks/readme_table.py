@@ -8,8 +8,8 @@ are named above the table. The plot shows step time and peak memory against segm
 
     python benchmarks/readme_table.py RESULTS.json [--quality Q.json] [--plot results.png] [--write-readme]
 
-RESULTS.json is run_all.py's results.json (or a bench_training.py --json file). The table goes to stdout (or
-``--output``); ``--write-readme`` replaces what lies between ``<!-- results:start -->`` and
+RESULTS.json is run_all.py's results.json, gpu_check.sh's gpu_report.json or a bench_training.py --json file.
+The table goes to stdout (or ``--output``); ``--write-readme`` replaces what lies between ``<!-- results:start -->`` and
 ``<!-- results:end -->`` in README.md.
 """
 
@@ -27,7 +27,10 @@ SISNR_KEYS = ("sisnri_one_to_one_db", "si_snri_one_to_one_db", "sisnri_db", "si_
 
 
 def training_results(results: dict) -> tuple[dict | None, dict | None]:
-    """(training suite JSON, training_v100 suite JSON) from run_all's results or a bare suite file."""
+    """(training suite JSON, training_v100 suite JSON) from run_all's results, gpu_check's gpu_report.json or a
+    bare bench_training.py file."""
+    if "steps" in results and "benchmarks" in results:  # gpu_report.json
+        results = results["benchmarks"] or {}
     if "suites" in results:
         get = lambda name: (results["suites"].get(name) or {}).get("result")
         return get("training"), get("training_v100")
@@ -144,6 +147,9 @@ def plot(results: dict, path: str) -> None:
                     if ooms:
                         ax.plot(ooms, [max(p[1] for p in pts)] * len(ooms), "x", color=line.get_color(), ms=9)
         ax.set_xscale("log")
+        segments = sorted({float(r["segment_s"]) for r in rows})
+        ax.set_xticks(segments, [f"{s:g}" for s in segments])
+        ax.minorticks_off()
         ax.set_xlabel("segment length (s)")
         ax.set_ylabel(label)
         if drawn:
@@ -172,7 +178,7 @@ def write_readme(text: str, readme: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("results", help="run_all.py results.json or a bench_training.py JSON")
+    p.add_argument("results", help="run_all.py results.json, gpu_report.json or a bench_training.py JSON")
     p.add_argument("--quality", help="benchmarks/quality.py JSON with SI-SNRi per model and segment")
     p.add_argument("--plot", help="write the PNG plot here")
     p.add_argument("--output", help="also write the table to this file")

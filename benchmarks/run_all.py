@@ -44,9 +44,9 @@ class Suite:
 SUITES = (
     Suite("attention", "bench_attention.py", quick_timeout=90),
     Suite("mixit", "bench_mixit.py", quick_timeout=60),
-    Suite("training", "bench_training.py", quick_timeout=120, full_timeout=3600),
+    Suite("training", "bench_training.py", quick_timeout=150, full_timeout=3600),
     Suite("training_v100", "bench_training.py", ("--v100", "--rates", "16000", "--models", "performer,convtasnet"),
-          quick_timeout=60, full_timeout=1200, cuda_only=True),
+          quick_timeout=45, full_timeout=1200, cuda_only=True),
 )
 MIN_SECONDS = 15  # a suite is not started with less budget than this
 _RUNNING: list[subprocess.Popen] = []  # the suite in flight, killed with us (it runs in its own session)

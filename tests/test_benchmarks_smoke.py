@@ -200,6 +200,7 @@ def test_readme_table_in_the_papers_form(tmp_path):
     assert "| 0.5 | 0.6 | 4.0 | 8.0× |" in row3 and "+4.25 / -1.50" in row3 and "+1.66 / -9.11" in row3
     row30 = next(line for line in lines if line.startswith("| 16 kHz | 30 s |"))
     assert "| OOM |" in row30 and "ConvTasNet OOM" in row30 and "yes / OOM" in row30 and "+3.52 / OOM" in row30
+    assert readme_table.table({"steps": [], "benchmarks": _training_suite()}, quality) == text  # gpu_report.json
     readme_table.plot(_training_suite(), str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
