@@ -88,7 +88,8 @@ def read_audio(path: str, *, start: int = 0, frames: int | None = None, sample_r
 
     Only the frames needed are read from disk (plus a few for the resampling filter's edges, so a segment is
     sample-identical to the same span of a full-file resample up to float rounding). Past the end of the file
-    the result is zero-padded, so exactly ``frames`` frames come back. ``sample_rate``/``channels`` default to
+    the result is zero-padded (after the resampling filter's few frames of ring-out), so exactly ``frames``
+    frames come back. ``sample_rate``/``channels`` default to
     the file's; mono is duplicated to stereo, stereo averaged to mono. ``info`` (from :func:`audio_info`) saves
     one header read.
     """
