@@ -293,7 +293,7 @@ class Trainer:
         payload = None
         if resume:
             if os.path.isfile(ckpt_file):
-                payload = load_checkpoint(ckpt_file, map_location=device)
+                payload = load_checkpoint(ckpt_file)  # on the CPU: RNG states must stay CPU tensors
             else:
                 log.warning("resume requested but %s does not exist: starting a new run", ckpt_file)
         elif os.path.isfile(ckpt_file):
