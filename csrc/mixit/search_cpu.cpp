@@ -4,7 +4,7 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
-#include <limits>
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -15,6 +15,8 @@
 namespace trackformer {
 namespace mixit {
 namespace {
+
+constexpr int64_t kMinParallelAssignments = 1 << 16;
 
 template <typename T>
 void search_batch(const at::Tensor& gram, const at::Tensor& cross, const at::Tensor& energy, double tau,
@@ -29,7 +31,9 @@ void search_batch(const at::Tensor& gram, const at::Tensor& cross, const at::Ten
   T* out = loss.data_ptr<T>();
 
   std::vector<char> finite(batch);
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+  // Examples in parallel only when each thread gets enough assignments to outweigh waking the pool.
+  const int64_t grain = std::max<int64_t>(1, kMinParallelAssignments / total);
+  at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
     int64_t gq[kMaxEstimates * kMaxEstimates], cq[kMaxEstimates * kMaxEstimates], eq[kMaxEstimates];
     double floor[kMaxEstimates];
     for (int64_t b = begin; b < end; ++b) {

@@ -17,6 +17,7 @@ namespace trackformer {
 namespace mixit {
 namespace {
 
+constexpr int64_t kMinParallelWork = 1 << 20;
 constexpr int kTile = 256;  // positions per tile: all rows of a tile stay in L1
 constexpr int kLanes = 8;   // independent partial sums per dot product (vectorisable, order fixed by the source)
 
@@ -61,7 +62,10 @@ void stats_batch(const at::Tensor& est, const at::Tensor& mix, at::Tensor& g, at
   const scalar_t* s = est.data_ptr<scalar_t>();
   const scalar_t* x = mix.data_ptr<scalar_t>();
   acc_t *gp = g.data_ptr<acc_t>(), *cp = c.data_ptr<acc_t>(), *ep = e.data_ptr<acc_t>();
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+  // Examples in parallel only when each thread gets enough multiply-adds to outweigh waking the pool.
+  const int64_t work = std::max<int64_t>(1, len * num_pairs(m, n));
+  const int64_t grain = std::max<int64_t>(1, kMinParallelWork / work);
+  at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b)
       stats_example<scalar_t, acc_t>(s + b * m * len, x + b * n * len, m, n, len, gp + b * m * m, cp + b * m * n,
                                      ep + b * n);
