@@ -2,11 +2,12 @@
 
 The table has the paper's form: per sample rate and segment length, minutes per epoch of MixIT training for ours
 (PerformerSeparator, FAVOR+), its SDPA twin and ConvTasNet, ours' speed-up over ConvTasNet, whether each fits a
-32 GB V100 (from the training_v100 suite, when run), SI-SNRi from a quality run (benchmarks/quality.py JSON,
-``--quality``; "–" where not measured) and the paper's SI-SNR for context. The card, precision and epoch size
-are named above the table. The plot shows step time and peak memory against segment length (log scale).
+32 GB V100 (from the training_v100 suite, when run), one-to-one SI-SNRi from benchmarks/quality.py runs
+(``--quality``, one quality.json per segment length, 16 kHz rows; "–" where not measured) and the paper's
+SI-SNR for context. The card, precision and epoch size are named above the table. The plot shows step time and
+peak memory against segment length (log scale).
 
-    python benchmarks/readme_table.py RESULTS.json [--quality Q.json] [--plot results.png] [--write-readme]
+    python benchmarks/readme_table.py RESULTS.json [--quality quality.json ...] [--plot results.png] [--write-readme]
 
 RESULTS.json is run_all.py's results.json, gpu_check.sh's gpu_report.json or a bench_training.py --json file.
 The table goes to stdout (or ``--output``); ``--write-readme`` replaces what lies between ``<!-- results:start -->`` and
@@ -23,7 +24,6 @@ from anchors import PAPER
 HERE = os.path.dirname(os.path.abspath(__file__))
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 NAMES = {"performer": "ours (Performer, FAVOR+)", "sdpa": "SDPA twin", "convtasnet": "ConvTasNet"}
-SISNR_KEYS = ("sisnri_one_to_one_db", "si_snri_one_to_one_db", "sisnri_db", "si_snri_db", "sisnri")
 
 
 def training_results(results: dict) -> tuple[dict | None, dict | None]:
@@ -52,20 +52,28 @@ def _cell(row: dict | None, key: str) -> str:
     return f"{v:.1f}" if v < 100 else f"{v:,.0f}"
 
 
-def quality_sisnri(quality: dict | None) -> dict:
-    """(model, segment_s) -> SI-SNRi dB from a quality JSON: rows with a model/impl, segment_s and an SI-SNRi key."""
+def quality_sisnri(qualities: list[dict]) -> dict:
+    """(model, rate, segment_s) -> one-to-one SI-SNRi dB from benchmarks/quality.py JSON files (one per segment)."""
     out = {}
-    rows = (quality or {}).get("rows") or (quality or {}).get("results") or []
-    for r in rows:
-        model = str(r.get("model", r.get("impl", ""))).lower()
-        value = next((r[k] for k in SISNR_KEYS if isinstance(r.get(k), (int, float))), None)
-        seg = r.get("segment_s", (quality or {}).get("segment_s"))
-        if model in ("performer", "convtasnet") and value is not None and seg is not None:
-            out[(model, float(seg))] = float(value)
+    for q in qualities:
+        rate, seg = q.get("sample_rate", 16000), float(q["segment"])  # quality.py renders at 16 kHz
+        for model in ("performer", "convtasnet"):
+            value = (((q.get("entries") or {}).get(model) or {}).get("summary") or {}).get("overall", {})
+            if value.get("one_to_one_sisnri") is not None:
+                out[(model, rate, seg)] = float(value["one_to_one_sisnri"])
     return out
 
 
-def table(results: dict, quality: dict | None = None) -> str:
+def _quality_text(qualities: list[dict]) -> str:
+    if not qualities:
+        return " SI-SNRi: not measured yet (–)."
+    runs = "; ".join(f"{q['segment']:g} s: {q.get('minutes', '?')} min per model on {q.get('card', '?')}"
+                     for q in qualities)
+    return (" SI-SNRi: one-to-one, held-out rendered chorales at 16 kHz after the same MixIT training time per "
+            f"model (benchmarks/quality.py; {runs}).")
+
+
+def table(results: dict, qualities: list[dict] | None = None) -> str:
     """The markdown table (with its caption line) for the README."""
     train, v100 = training_results(results)
     if not train or not train.get("rows"):
@@ -74,7 +82,8 @@ def table(results: dict, quality: dict | None = None) -> str:
     cfg = train.get("config", {})
     index = {(r["impl"], r["rate"], float(r["segment_s"])): r for r in rows}
     v100_index = {(r["impl"], r["rate"], float(r["segment_s"])): r for r in (v100 or {}).get("rows", [])}
-    sisnri = quality_sisnri(quality)
+    qualities = qualities or []
+    sisnri = quality_sisnri(qualities)
     cases = sorted({(r["rate"], float(r["segment_s"])) for r in rows})
     tiny = " (tiny models: a CPU dry run, not the real architectures)" if cfg.get("size") == "tiny" else ""
     amp = "under bf16 autocast" if cfg.get("amp") == "bf16" else "in fp32"
@@ -83,7 +92,7 @@ def table(results: dict, quality: dict | None = None) -> str:
              f"{cfg.get('M', 8)}; separators {amp}, ConvTasNet "
              f"{'fp32' if cfg.get('convtasnet_amp', 'none') == 'none' else cfg.get('convtasnet_amp')}; "
              f"an epoch is {cfg.get('epoch_hours', '?')} h of audio. Minutes per epoch = steps × median step time."
-             + (" SI-SNRi from benchmarks/quality.py." if sisnri else " SI-SNRi: not measured yet (–)."), "",
+             + _quality_text(qualities), "",
              "| rate | segment | " + " | ".join(f"{NAMES[m]} min/epoch" for m in NAMES)
              + " | ours vs ConvTasNet | fits 32 GB V100: ours / ConvTasNet | SI-SNRi dB: ours / ConvTasNet "
              "| paper SI-SNR dB: Performer / ConvTasNet |",
@@ -97,7 +106,7 @@ def table(results: dict, quality: dict | None = None) -> str:
         elif ours and ours.get("ms") and conv and conv.get("status") == "oom":
             speed = "ConvTasNet OOM"
         fits = " / ".join(_fits(v100_index.get((m, rate, seg))) for m in ("performer", "convtasnet"))
-        q = " / ".join(_db(sisnri.get((m, seg))) for m in ("performer", "convtasnet"))
+        q = " / ".join(_db(sisnri.get((m, rate, seg))) for m in ("performer", "convtasnet"))
         paper = " / ".join(_paper(m, seg) for m in ("performer", "convtasnet"))
         lines.append(f"| {rate / 1000:g} kHz | {seg:g} s | " + " | ".join(cells) + f" | {speed} | {fits} | {q} | "
                      f"{paper} |")
@@ -179,22 +188,22 @@ def write_readme(text: str, readme: str) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("results", help="run_all.py results.json, gpu_report.json or a bench_training.py JSON")
-    p.add_argument("--quality", help="benchmarks/quality.py JSON with SI-SNRi per model and segment")
+    p.add_argument("--quality", action="append", default=[],
+                   help="benchmarks/quality.py's quality.json (repeat for several segment lengths)")
     p.add_argument("--plot", help="write the PNG plot here")
     p.add_argument("--output", help="also write the table to this file")
     p.add_argument("--write-readme", action="store_true", help="update README.md between the results markers")
     p.add_argument("--readme", default=os.path.join(os.path.dirname(HERE), "README.md"))
     args = p.parse_args(argv)
     try:
-        loaded = []
-        for path in (args.results, args.quality):
-            if path is None:
-                loaded.append(None)
-                continue
+        with open(args.results) as f:
+            results = json.load(f)
+        qualities = []
+        for path in args.quality:
             with open(path) as f:
-                loaded.append(json.load(f))
-        text = table(*loaded)
-    except (OSError, json.JSONDecodeError, ValueError) as err:
+                qualities.append(json.load(f))
+        text = table(results, qualities)
+    except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
         print(f"readme_table: {err}", file=sys.stderr)
         return 2
     print(text, end="")
@@ -202,7 +211,7 @@ def main(argv=None) -> int:
         with open(args.output, "w") as f:
             f.write(text)
     if args.plot:
-        plot(loaded[0], args.plot)
+        plot(results, args.plot)
     if args.write_readme:
         write_readme(text, args.readme)
     return 0

@@ -136,19 +136,31 @@ def suite_section(name: str, entry: dict) -> list[str]:
     ours = [r for r in ok if is_ours(r)]
     base = [r for r in ok if not is_ours(r)]
     if ours:
-        lines += ["| case | ours ms | ours MiB | anchor (same run) | anchor ms | time ratio | anchor MiB "
-                  f"| memory ratio | ANCHORS.md {CARD} (context) |", "|---|---|---|---|---|---|---|---|---|"]
+        fwd = any(r.get("fwd_ms") is not None for r in ours)  # suites timing the forward pass alone too
+        lines += ["| case | ours ms | ours MiB | anchor (same run) | anchor ms | time ratio | anchor MiB | memory ratio"
+                  + (" | fwd ms: ours / anchor (ratio)" if fwd else "") + f" | ANCHORS.md {CARD} (context) |",
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if fwd else "")]
         for r in ours:
             case, ms, mib = case_of(r), first(r, MS_KEYS), first(r, MIB_KEYS)
+            head = f"| {_case_text(case)} | {_fmt(ms)} | {_fmt(mib)} | "
             partners = [b for b in base if same_case(case, case_of(b))]
-            for b in partners or [None]:
-                if b is None:
-                    lines.append(f"| {_case_text(case)} | {_fmt(ms)} | {_fmt(mib)} | (none run) | – | – | – | – | – |")
-                    continue
+            shown = []
+            for b in partners:
                 b_ms, b_mib = first(b, MS_KEYS), first(b, MIB_KEYS)
                 a = None if b.get("size") == "tiny" else context_anchor(name, impl_of(b), case_of(b))
-                lines.append(f"| {_case_text(case)} | {_fmt(ms)} | {_fmt(mib)} | {impl_of(b)} | {_fmt(b_ms)} | "
-                             f"{_ratio(b_ms, ms)} | {_fmt(b_mib)} | {_ratio(b_mib, mib)} | {_anchor_text(a)} |")
+                shown.append(a)
+                fwd_cell = (f" | {_fmt(r.get('fwd_ms'))} / {_fmt(b.get('fwd_ms'))} "
+                            f"({_ratio(b.get('fwd_ms'), r.get('fwd_ms'))})") if fwd else ""
+                lines.append(f"{head}{impl_of(b)} | {_fmt(b_ms)} | {_ratio(b_ms, ms)} | {_fmt(b_mib)} | "
+                             f"{_ratio(b_mib, mib)}{fwd_cell} | {_anchor_text(a)} |")
+            # ANCHORS.md baselines at this case that this run did not measure: context only, no ratio.
+            unmatched = [] if r.get("size") == "tiny" else [
+                a for a in ANCHORS if a.suite == name.split("_")[0] and matches(a.case, case) and a not in shown]
+            for a in unmatched:
+                lines.append(f"{head}{a.impl} (not run here) | – | – | – | –{' | –' if fwd else ''} | "
+                             f"{_anchor_text(a)} |")
+            if not partners and not unmatched:
+                lines.append(f"{head}(none run) | – | – | – | –{' | –' if fwd else ''} | – |")
         lines.append("")
         lines += _targets(name, ours)
     elif ok:

@@ -67,11 +67,22 @@ def test_report_puts_ours_beside_same_run_anchor_with_ratio_and_context():
 
 
 def test_report_matches_rows_only_at_the_same_case():
-    rows = [_row("performer", 10.0, dtype="bf16"), _row("sdpa", 20.0, dtype="fp32")]
-    text = report.render(_results(rows))
+    rows = [{"impl": "ours", "ours": True, "L": 100, "dtype": "bf16", "ms": 1.0, "fwd_ms": 0.5, "status": "ok"},
+            {"impl": "sdpa", "ours": False, "L": 100, "dtype": "fp32", "ms": 2.0, "fwd_ms": 1.0, "status": "ok"}]
+    text = report.render(_results(rows, suite="attention"))
     assert "(none run)" in text and "2.00×" not in text
+    rows[1]["dtype"] = "torch.bfloat16"
+    text = report.render(_results(rows, suite="attention"))
+    assert "| sdpa | 2 | 2.00× |" in text and "0.5 / 1 (2.00×)" in text
     assert report.case_of({"impl": "x", "dtype": "torch.bfloat16", "ms": 1.0, "gbs": 3.2, "seq_len": 5}) == \
         {"dtype": "bf16", "L": 5}
+
+
+def test_report_shows_anchors_md_baselines_not_run_as_context():
+    rows = [{"impl": "ours", "ours": True, "L": 5168, "dtype": "bf16", "ms": 1.0, "status": "ok"}]
+    text = report.render(_results(rows, suite="attention"))
+    assert "performer-pytorch (not run here) | – | – | – | – | 4.52 ms / 893 MiB |" in text
+    assert "sdpa-cudnn (not run here)" in text and "1.93 ms |" in text
 
 
 def test_report_shows_failed_suite_status_and_log_tail():
@@ -191,8 +202,10 @@ def _training_suite():
 
 
 def test_readme_table_in_the_papers_form(tmp_path):
-    quality = {"rows": [{"model": "performer", "segment_s": 3, "sisnri_db": 4.25},
-                        {"model": "convtasnet", "segment_s": 3, "sisnri_db": -1.5}]}
+    quality = [{"segment": 3.0, "minutes": 10, "card": "Test card", "entries": {
+        "performer": {"summary": {"overall": {"one_to_one_sisnri": 4.25}}},
+        "convtasnet": {"summary": {"overall": {"one_to_one_sisnri": -1.5}}},
+        "oracle IRM (n_fft 1024, hop 256)": {"summary": {"overall": {"one_to_one_sisnri": 12.0}}}}}]
     text = readme_table.table(_training_suite(), quality)
     lines = text.splitlines()
     assert "Test card" in lines[0]
