@@ -37,10 +37,7 @@ def _chunked_backend(monkeypatch):
 @pytest.mark.parametrize("length", [1, 7, 100, 517, 1000])
 @pytest.mark.parametrize("b,h,d,m", [(1, 1, 16, 48), (2, 3, 64, 80), (1, 2, 32, 256)])
 def test_chunked_matches_reference_fp32(length, b, h, d, m, monkeypatch):
-    monkeypatch.setattr(chunked, "CHUNK", 64)  # several chunks, the last one partial
-    monkeypatch.setattr(chunked.kv_state, "__defaults__", (64,))
-    monkeypatch.setattr(chunked.attend, "__defaults__", (64,))
-    monkeypatch.setattr(chunked.backward, "__defaults__", (64,))
+    monkeypatch.setattr(chunked, "CHUNK_ELEMENTS", 64 * b * h * m)  # chunks of 64 rows, the last one partial
     q, k, v = _qkv((b, h, length, d), requires_grad=True)
     w = orthogonal_random_features(m, d)
     out = favor_attention(q, k, v, w)

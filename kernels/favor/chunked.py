@@ -1,7 +1,8 @@
 """FAVOR+ in PyTorch, streamed over sequence chunks: the CPU path (and the algorithm the Triton kernels fuse).
 
-Never holds a (L, m) feature map for the whole sequence: keys and queries are processed ``chunk`` rows at a
-time, so the extra memory is O(B·H·chunk·m + B·H·m·D) for any L. Works in the math dtype of
+Never holds a (L, m) feature map for a long sequence: keys and queries are processed ``chunk`` rows at a time,
+chunk = CHUNK_ELEMENTS / (B·H·m) rows (at least MIN_CHUNK), so the extra memory is O(CHUNK_ELEMENTS + B·H·m·D)
+for any L. Works in the math dtype of
 ``reference.math_dtype`` (float64 for float64 inputs, float32 otherwise).
 
 The m^(-1/2) factor of φ cancels in out = φ_q S / φ_q z, so the state here is kept without it:
@@ -16,7 +17,13 @@ from trackformer._alloc import new_output
 
 from .reference import math_dtype
 
-CHUNK = 512  # rows per chunk: bounds the transient feature tile to B·H·CHUNK·m elements
+CHUNK_ELEMENTS = 1 << 22  # elements of one transient (B, H, chunk, m) feature tile: 16 MiB in float32
+MIN_CHUNK = 16
+
+
+def chunk_rows(b: int, h: int, m: int) -> int:
+    """Rows per chunk for B·H heads and m features (bounded by CHUNK_ELEMENTS)."""
+    return max(MIN_CHUNK, CHUNK_ELEMENTS // (b * h * m))
 
 
 def _project(x: torch.Tensor, w: torch.Tensor):
@@ -25,7 +32,7 @@ def _project(x: torch.Tensor, w: torch.Tensor):
     return (s * x) @ w.t(), x.square().sum(-1, keepdim=True) * (s * s / 2.0)
 
 
-def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float, chunk: int = CHUNK):
+def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     """Key/value summary: k, v (B, H, L, D), w (m, D) in the math dtype → S (B, H, m, D), z (B, H, m), kmax (B, H)."""
     ct = math_dtype(k.dtype)
     b, h, length, d = k.shape
@@ -34,6 +41,7 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float, c
     acc_z = torch.zeros(b, h, m, dtype=ct, device=k.device)
     vsum = torch.zeros(b, h, d, dtype=ct, device=k.device)
     kmax = torch.full((b, h), float("-inf"), dtype=ct, device=k.device)
+    chunk = chunk_rows(b, h, m)
     for start in range(0, length, chunk):
         kc = k[:, :, start:start + chunk].to(ct)
         vc = v[:, :, start:start + chunk].to(ct)
@@ -48,14 +56,14 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float, c
     return acc + eps * vsum[:, :, None, :], acc_z + eps * length, kmax
 
 
-def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, *, eps: float,
-           chunk: int = CHUNK):
+def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, *, eps: float):
     """out_i = φ'_q(q_i) S / φ'_q(q_i)·z: q (B, H, L, D) → out (B, H, L, D) in q's dtype, qmax and den (B, H, L)."""
     ct = math_dtype(q.dtype)
     b, h, length, d = q.shape
     out = new_output((b, h, length, d), dtype=q.dtype, device=q.device)
     qmax = new_output((b, h, length), dtype=ct, device=q.device)
     den = new_output((b, h, length), dtype=ct, device=q.device)
+    chunk = chunk_rows(b, h, w.shape[0])
     for start in range(0, length, chunk):
         qc = q[:, :, start:start + chunk].to(ct)
         u, hq = _project(qc, w)
@@ -70,7 +78,7 @@ def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: tor
 
 def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
              out: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, kmax: torch.Tensor,
-             qmax: torch.Tensor, den: torch.Tensor, *, eps: float, chunk: int = CHUNK):
+             qmax: torch.Tensor, den: torch.Tensor, *, eps: float):
     """Gradients (dq, dk, dv) in the input dtype, recomputing φ chunk by chunk from q, k and the saved state.
 
     With g = dout, num_i = φq_i S, den_i = φq_i·z: dnum_i = g_i/den_i, dden_i = −(g_i·out_i)/den_i,
@@ -85,6 +93,7 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     dv = new_output(v.shape, dtype=v.dtype, device=v.device)
     d_s = torch.zeros_like(state_s)
     d_z = torch.zeros_like(state_z)
+    chunk = chunk_rows(q.shape[0], q.shape[1], w.shape[0])
     for start in range(0, q.shape[2], chunk):
         sl = slice(start, start + chunk)
         qc, gc, oc = q[:, :, sl].to(ct), grad[:, :, sl].to(ct), out[:, :, sl].to(ct)
