@@ -51,6 +51,11 @@ def test_bad_eps_and_device_mismatch():
         favor_features(q, w[:, :16], is_query=True)
 
 
+def test_causal_is_not_implemented():
+    with pytest.raises(NotImplementedError, match="causal"):
+        favor_attention(*_inputs(), causal=True)
+
+
 def test_backend_env_dispatch(monkeypatch):
     q, k, v, w = _inputs()
     monkeypatch.setenv("TRACKFORMER_FAVOR_BACKEND", "reference")

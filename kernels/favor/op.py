@@ -146,7 +146,7 @@ torch.library.register_autograd("trackformer::favor_attention", _backward, setup
 
 
 def favor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor, *,
-                    eps: float = 1e-4) -> torch.Tensor:
+                    eps: float = 1e-4, causal: bool = False) -> torch.Tensor:
     """Non-causal FAVOR+ attention (DESIGN.md §3), differentiable in q, k and v.
 
     q (B, H, Lq, D), k and v (B, H, Lk, D), one dtype (float32/float16/bfloat16; float64 off the Triton path)
@@ -154,7 +154,11 @@ def favor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projectio
     ``orthogonal_random_features``; it gets no gradient. Returns (B, H, Lq, D) in the input dtype; the math is
     float32 (float64 for float64 inputs). eps > 0 bounds the denominator away from 0; with eps = 0, inputs with
     s²‖x‖²/2 beyond ~40 underflow every feature in float32 and give 0/0, as the formula does at that precision.
+    ``causal=True`` (prefix-sum FAVOR+) is not implemented and raises NotImplementedError.
     """
+    if causal:
+        raise NotImplementedError("causal FAVOR+ attention (prefix sums over keys) is not implemented; "
+                                  "trackformer's encoder is non-causal (causal=False)")
     _check_inputs(q, k, v, projection, eps)
     backend = _backend(q.device)
     if backend == "reference":
