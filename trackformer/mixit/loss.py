@@ -113,15 +113,15 @@ class _RemixSNR(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         resid, onehot, value, energy, mix = ctx.saved_tensors
-        scale = grad[:, None] * (20 / (value.shape[1] * math.log(10)))                   # (B, 1)
-        coef = scale / value                                                                # (B, N)
+        const = 20 / (value.shape[1] * math.log(10))
+        coef = torch.div(grad[:, None], value).mul_(const)                                 # (B, N)
         grad_est = grad_mix = None
         if ctx.needs_input_grad[0]:
             grad_est = torch.bmm(onehot.transpose(1, 2) * coef.neg()[:, None, :], resid)
         if ctx.needs_input_grad[1]:
             weight = coef * ctx.tau
             if ctx.subtract_energy:
-                weight = weight - scale / (energy + SEARCH_EPS)
+                weight = weight - grad[:, None] * const / (energy + SEARCH_EPS)
             grad_mix = coef[..., None] * resid + weight[..., None] * mix
         return grad_est, grad_mix, None, None, None, None
 
