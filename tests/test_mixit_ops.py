@@ -192,3 +192,27 @@ def test_loss_cuda_graph_capture():
     ref.backward()
     torch.testing.assert_close(loss, ref)
     torch.testing.assert_close(est.grad, ref_est.grad)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_loss_cuda_matches_cpu(dtype):
+    est = torch.randn(3, 6, 2, 5_003).to(dtype)
+    mix = (torch.randn(3, 2, 2, 5_003) + est[:, :2].float()).to(dtype)
+    est_cuda = est.cuda().requires_grad_(True)
+    cpu = mixit_loss(est.requires_grad_(True), mix, return_assignment=True)
+    gpu = mixit_loss(est_cuda, mix.cuda(), return_assignment=True)
+    assert gpu[0].dtype == torch.float32 and torch.equal(gpu[1].cpu(), cpu[1])
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=1e-5, atol=1e-5)
+    cpu[0].backward()
+    gpu[0].backward()
+    assert est_cuda.grad.dtype == dtype
+    torch.testing.assert_close(est_cuda.grad.cpu().float(), est.grad.float(), rtol=1e-2, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_loss_compiles_fullgraph_cuda():
+    est = torch.randn(2, 4, 2, 1000, device="cuda", requires_grad=True)
+    mix = torch.randn(2, 2, 2, 1000, device="cuda")
+    compiled = torch.compile(mixit_loss, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(est, mix), mixit_loss(est, mix))
