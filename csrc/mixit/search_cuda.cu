@@ -12,7 +12,7 @@ namespace {
 
 using namespace trackformer::mixit;
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 1024;  // one block per example: many warps hide the walkers' local-memory latency
 
 __device__ double load(const float* p, int i) { return static_cast<double>(p[i]); }
 __device__ double load(const double* p, int i) { return p[i]; }
