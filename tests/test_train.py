@@ -201,6 +201,9 @@ def test_truncated_checkpoint_is_a_clear_error(trained, tmp_path):
         fit(cfg.replace(run_dir=str(tmp_path / "run")), resume=True)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(str(tmp_path / "missing.pt"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            load_model(path, map_location="cuda")
 
 
 def test_other_version_or_model_is_a_clear_error(trained, tmp_path):

@@ -58,6 +58,9 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Reads and validates a checkpoint written by :func:`save_checkpoint`; raises CheckpointError naming ``path``."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    if isinstance(map_location, (str, torch.device)) and torch.device(map_location).type == "cuda" \
+            and not torch.cuda.is_available():
+        raise ValueError(f"map_location={str(map_location)!r} but CUDA is not available; load {path} with 'cpu'")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, bad pickle, foreign objects: all mean "unusable file"
