@@ -36,13 +36,13 @@ def _jit(kernel):
 def _signature(kernel, dtype: str, constexprs: dict) -> dict:
     """Triton signature: input-dtype pointers for q/k/v/out/grads, fp32 for the state, i32/fp32 scalars."""
     io = {"Q", "K", "V", "OUT", "G", "DQ", "DK", "DV"}
-    ints = {"L", "M", "N_SPLIT", "TILES_PER_SPLIT"}
+    ints = {"L", "M", "H", "N_SPLIT", "TILES_PER_SPLIT"}
     floats = {"s", "eps"}
     sig = {}
     for name in kernel.arg_names:
         if name in constexprs:
             sig[name] = "constexpr"
-        elif name in ints:
+        elif name in ints or name.endswith(("_SB", "_SH", "_SL")):  # sizes and element strides
             sig[name] = "i32"
         elif name in floats:
             sig[name] = "fp32"

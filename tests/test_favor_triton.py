@@ -81,13 +81,26 @@ def test_large_norm_inputs_stay_finite(scale):
     assert torch.isinf(torch.exp(32 ** -0.25 * torch.cat([q, k], dim=2).detach() @ w.t())).any()
 
 
-def test_non_contiguous_inputs():
-    x = torch.randn(1, 50, 3, 2, 32)  # (B, L, qkv, H, D) as a fused projection produces it
+def test_strided_inputs_and_gradients():
+    """q, k, v as views of a fused (B, L, 3, H, D) projection (read in place through their strides), a strided
+    output gradient, and a k whose last dimension is strided (copied first)."""
+    x = torch.randn(2, 50, 3, 2, 32, requires_grad=True)  # (B, L, qkv, H, D)
     q, k, v = x.permute(2, 0, 3, 1, 4).unbind(0)
+    k_t = torch.randn(2, 2, 32, 50).transpose(-1, -2).requires_grad_()  # stride(-1) = 50
     w = orthogonal_random_features(32, 32)
-    assert not q.is_contiguous()
-    expected = favor_attention_reference(q.double(), k.double(), v.double(), w.double())
-    assert rel_err(favor_attention(q, k, v, w), expected) < 1e-5
+    assert not q.is_contiguous() and q.stride(-1) == 1 and k_t.stride(-1) != 1
+    for key in (k, k_t):
+        out = favor_attention(q, key, v, w)
+        g = torch.randn(2, 50, 2, 32).transpose(1, 2)  # (B, H, L, D) view of a (B, L, H, D) tensor
+        grads = torch.autograd.grad(out, (x, key) if key is k_t else (x,), g)
+        xd = x.detach().double().requires_grad_()
+        qd, kd, vd = xd.permute(2, 0, 3, 1, 4).unbind(0)
+        kd_t = k_t.detach().double().requires_grad_()
+        ref = favor_attention_reference(qd, kd_t if key is k_t else kd, vd, w.double())
+        ref_grads = torch.autograd.grad(ref, (xd, kd_t) if key is k_t else (xd,), g.double())
+        assert rel_err(out, ref) < 1e-5
+        for a, r in zip(grads, ref_grads):
+            assert rel_err(a, r) < 1e-5
 
 
 def test_outputs_are_poisoned_before_the_kernels_run(monkeypatch):

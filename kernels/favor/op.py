@@ -81,6 +81,11 @@ def _check_inputs(q, k, v, projection, eps) -> None:
         raise ValueError(f"eps must be a finite float >= 0, got {eps!r}")
 
 
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """x itself when its last dimension is contiguous (any batch/head/row strides), else a contiguous copy."""
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
 def _impl(backend: str, q: torch.Tensor):
     if backend == "triton":
         if q.dtype == torch.float64:
@@ -97,8 +102,8 @@ def _favor_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proje
                                                torch.Tensor, torch.Tensor]:
     fwd, _ = _impl(backend, q)
     w = projection.to(math_dtype(q.dtype)).contiguous()
-    state_s, state_z, kmax = fwd.kv_state(k.contiguous(), v.contiguous(), w, eps=eps)
-    out, qmax, den = fwd.attend(q.contiguous(), w, state_s, state_z, eps=eps)
+    state_s, state_z, kmax = fwd.kv_state(_rows(k), _rows(v), w, eps=eps)
+    out, qmax, den = fwd.attend(_rows(q), w, state_s, state_z, eps=eps)
     return out, state_s, state_z, kmax, qmax, den
 
 
@@ -118,8 +123,8 @@ def _favor_attention_backward_op(grad: torch.Tensor, q: torch.Tensor, k: torch.T
                                  eps: float, backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _, bwd = _impl(backend, q)
     w = projection.to(math_dtype(q.dtype)).contiguous()
-    return bwd.backward(grad.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), w, out.contiguous(),
-                        state_s, state_z, kmax, qmax, den, eps=eps)
+    return bwd.backward(_rows(grad), _rows(q), _rows(k), _rows(v), w, out.contiguous(), state_s.contiguous(),
+                        state_z.contiguous(), kmax.contiguous(), qmax.contiguous(), den.contiguous(), eps=eps)
 
 
 @_favor_attention_backward_op.register_fake

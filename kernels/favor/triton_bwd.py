@@ -16,32 +16,34 @@ import triton.language as tl
 
 from trackformer._alloc import new_output
 
-from .triton_fwd import BLOCK_L_STATE, STATE_LAUNCH, block_m, precision, row_configs, split_rows
+from .triton_fwd import BLOCK_L_STATE, STATE_LAUNCH, block_m, precision, row_configs, row_strides, split_rows
 
 
 @triton.jit
-def _row_grads(G, OUT, DEN, ptrs, row, mask_l):
+def _row_grads(G, OUT, DEN, g_ptrs, out_ptrs, row, mask_l):
     """dnum = g/den (BLOCK_L, D) and dden = −(g·out)/den (BLOCK_L,) for one query tile."""
-    g = tl.load(G + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
-    o = tl.load(OUT + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    g = tl.load(G + g_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    o = tl.load(OUT + out_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     den = tl.load(DEN + row, mask=mask_l, other=1.0)
     return g / den[:, None], -tl.sum(g * o, axis=1) / den
 
 
 @triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
 @triton.jit
-def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, D: tl.constexpr, BLOCK_L: tl.constexpr,
-               BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, H, G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL,
+               D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
-    ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
+    ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]  # out and dq: contiguous
     row = bh * L + offs_l
-    qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    q_ptrs = (bh // H) * Q_SB + (bh % H) * Q_SH + offs_l[:, None] * Q_SL + offs_d[None, :]
+    g_ptrs = (bh // H) * G_SB + (bh % H) * G_SH + offs_l[:, None] * G_SL + offs_d[None, :]
+    qt = tl.load(Q + q_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
     qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
-    dnum, dden = _row_grads(G, OUT, DEN, ptrs, row, mask_l)
+    dnum, dden = _row_grads(G, OUT, DEN, g_ptrs, ptrs, row, mask_l)
     acc = tl.zeros((BLOCK_L, D), dtype=tl.float32)
     t_sum = tl.zeros((BLOCK_L,), dtype=tl.float32)
     for m0 in range(0, M, BLOCK_M):
@@ -61,8 +63,9 @@ def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, D: tl.constexpr, BLOC
 
 
 @triton.jit
-def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILES_PER_SPLIT,
-                   D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILES_PER_SPLIT, H,
+                   G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL, D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
+                   INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     mb = tl.program_id(1)
     split = tl.program_id(2)
@@ -72,16 +75,19 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
     w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
     acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
     acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    q_base = (bh // H) * Q_SB + (bh % H) * Q_SH
+    g_base = (bh // H) * G_SB + (bh % H) * G_SH
     first = split * TILES_PER_SPLIT
     last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
     for t in range(first, last):
         offs_l = t * BLOCK_L + tl.arange(0, BLOCK_L)
         mask_l = offs_l < L
-        ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
         row = bh * L + offs_l
-        qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+        qt = tl.load(Q + q_base + offs_l[:, None] * Q_SL + offs_d[None, :], mask=mask_l[:, None],
+                     other=0.0).to(tl.float32)
         qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
-        dnum, dden = _row_grads(G, OUT, DEN, ptrs, row, mask_l)  # zero on masked rows
+        dnum, dden = _row_grads(G, OUT, DEN, g_base + offs_l[:, None] * G_SL + offs_d[None, :],
+                                bh * L * D + offs_l[:, None] * D + offs_d[None, :], row, mask_l)  # 0 on masked rows
         hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
         u = tl.dot(qt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         phi = tl.exp(u - hq[:, None] - qmax[:, None]) + eps
@@ -94,15 +100,17 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
 
 @triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
 @triton.jit
-def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, D: tl.constexpr, BLOCK_L: tl.constexpr,
-                BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, H, K_SB, K_SH, K_SL, V_SB, V_SH, V_SL,
+                D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
-    ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
-    kt = tl.load(K + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
-    vt = tl.load(V + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]  # dk and dv: contiguous
+    k_ptrs = (bh // H) * K_SB + (bh % H) * K_SH + offs_l[:, None] * K_SL + offs_d[None, :]
+    v_ptrs = (bh // H) * V_SB + (bh % H) * V_SH + offs_l[:, None] * V_SL + offs_d[None, :]
+    kt = tl.load(K + k_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    vt = tl.load(V + v_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
     kmax = tl.load(KMAX + bh)
     acc_k = tl.zeros((BLOCK_L, D), dtype=tl.float32)
@@ -128,7 +136,8 @@ def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, D: tl.constexpr, BL
 def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
              out: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, kmax: torch.Tensor,
              qmax: torch.Tensor, den: torch.Tensor, *, eps: float):
-    """Contiguous inputs as saved by the forward → (dq, dk, dv) in the input dtype."""
+    """Inputs as saved by the forward (grad, q, k, v with contiguous rows; out and the state contiguous) →
+    (dq, dk, dv), contiguous, in the input dtype."""
     b, h, lq, d = q.shape
     lk = k.shape[2]
     m = w.shape[0]
@@ -138,17 +147,19 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     prec = precision(q.dtype)
     dq = new_output(q.shape, dtype=q.dtype, device=q.device)
     _dq_kernel[lambda meta: (b * h, triton.cdiv(lq, meta["BLOCK_L"]))](
-        grad, q, out, w, state_s, state_z, qmax, den, dq, lq, m, s, D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
+        grad, q, out, w, state_s, state_z, qmax, den, dq, lq, m, s, h, *row_strides(grad), *row_strides(q),
+        D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
     per_split, n_split = split_rows(lq, BLOCK_L_STATE, b * h * n_mb, q.device)
     ds_part = new_output((b * h, n_split, m, d), dtype=torch.float32, device=q.device)
     dz_part = new_output((b * h, n_split, m), dtype=torch.float32, device=q.device)
     _dstate_kernel[(b * h, n_mb, n_split)](
-        grad, q, out, w, qmax, den, ds_part, dz_part, lq, m, s, eps, per_split,
-        D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=prec, num_warps=STATE_LAUNCH[0],
+        grad, q, out, w, qmax, den, ds_part, dz_part, lq, m, s, eps, per_split, h, *row_strides(grad),
+        *row_strides(q), D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=prec, num_warps=STATE_LAUNCH[0],
         num_stages=STATE_LAUNCH[1])
     d_s, d_z = ds_part.sum(dim=1), dz_part.sum(dim=1)
     dk = new_output(k.shape, dtype=k.dtype, device=k.device)
     dv = new_output(v.shape, dtype=v.dtype, device=v.device)
     _dkv_kernel[lambda meta: (b * h, triton.cdiv(lk, meta["BLOCK_L"]))](
-        k, v, w, d_s, d_z, kmax, dk, dv, lk, m, s, eps, D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
+        k, v, w, d_s, d_z, kmax, dk, dv, lk, m, s, eps, h, *row_strides(k), *row_strides(v),
+        D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
     return dq, dk, dv

@@ -66,9 +66,9 @@ def row_configs(interpreter: bool | None = None):
 
 
 @triton.jit
-def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT,
-                       D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
-                       INPUT_PRECISION: tl.constexpr):
+def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT, H,
+                       K_SB, K_SH, K_SL, V_SB, V_SH, V_SL, D: tl.constexpr, BLOCK_L: tl.constexpr,
+                       BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     mb = tl.program_id(1)
     split = tl.program_id(2)
@@ -82,14 +82,17 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TI
     acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
     vsum = tl.zeros((D,), dtype=tl.float32)
     run_max = float("-inf")
+    k_base = (bh // H) * K_SB + (bh % H) * K_SH
+    v_base = (bh // H) * V_SB + (bh % H) * V_SH
     first = split * TILES_PER_SPLIT
     last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
     for t in range(first, last):  # every tile holds at least one valid row
         offs_l = t * BLOCK_L + tl.arange(0, BLOCK_L)
         mask_l = offs_l < L
-        ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
-        kt = tl.load(K + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
-        vt = tl.load(V + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+        kt = tl.load(K + k_base + offs_l[:, None] * K_SL + offs_d[None, :], mask=mask_l[:, None],
+                     other=0.0).to(tl.float32)
+        vt = tl.load(V + v_base + offs_l[:, None] * V_SL + offs_d[None, :], mask=mask_l[:, None],
+                     other=0.0).to(tl.float32)
         hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
         u = tl.dot(kt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         u = tl.where(mask_l[:, None] & mask_m[None, :], u, float("-inf"))
@@ -138,14 +141,14 @@ def _kv_reduce_kernel(A_PART, Z_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_S
 
 @triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
 @triton.jit
-def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, M, s, eps, D: tl.constexpr, BLOCK_L: tl.constexpr,
-                   BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, M, s, eps, H, Q_SB, Q_SH, Q_SL,
+                   D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
-    ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
-    qt = tl.load(Q + ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    q_ptrs = (bh // H) * Q_SB + (bh % H) * Q_SH + offs_l[:, None] * Q_SL + offs_d[None, :]
+    qt = tl.load(Q + q_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
     run_max = tl.full((BLOCK_L,), float("-inf"), dtype=tl.float32)
     num = tl.zeros((BLOCK_L, D), dtype=tl.float32)
@@ -166,13 +169,21 @@ def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, M, s, eps, D: tl
         run_max = new_max
     num += eps * tl.load(S_SUM + bh * D + offs_d)[None, :]
     den += eps * tl.load(Z_SUM + bh)
-    tl.store(OUT + ptrs, (num / den[:, None]).to(OUT.dtype.element_ty), mask=mask_l[:, None])
+    out_ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
+    tl.store(OUT + out_ptrs, (num / den[:, None]).to(OUT.dtype.element_ty), mask=mask_l[:, None])
     tl.store(QMAX + bh * L + offs_l, run_max, mask=mask_l)
     tl.store(DEN + bh * L + offs_l, den, mask=mask_l)
 
 
+def row_strides(x: torch.Tensor) -> tuple[int, int, int]:
+    """Batch, head and row strides of a (B, H, L, D) tensor whose last dimension is contiguous."""
+    if x.stride(3) != 1:
+        raise ValueError(f"the FAVOR+ kernels need a contiguous last dimension, got strides {x.stride()}")
+    return x.stride(0), x.stride(1), x.stride(2)
+
+
 def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
-    """Contiguous k, v (B, H, L, D), w (m, D) float32 → S (B, H, m, D), z (B, H, m), kmax (B, H), float32."""
+    """k, v (B, H, L, D) with contiguous rows, w (m, D) float32 → S (B, H, m, D), z (B, H, m), kmax (B, H) fp32."""
     b, h, length, d = k.shape
     m = w.shape[0]
     bm = block_m(m)
@@ -185,7 +196,7 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     vsum_part = new_output((b * h, n_split, d), **f32)
     s = d ** -0.25
     _kv_partial_kernel[(b * h, n_mb, n_split)](
-        k, v, w, a_part, z_part, max_part, vsum_part, length, m, s, per_split,
+        k, v, w, a_part, z_part, max_part, vsum_part, length, m, s, per_split, h, *row_strides(k), *row_strides(v),
         D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=precision(k.dtype),
         num_warps=STATE_LAUNCH[0], num_stages=STATE_LAUNCH[1])
     state_s = new_output((b, h, m, d), **f32)
@@ -198,7 +209,8 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
 
 
 def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, *, eps: float):
-    """Contiguous q (B, H, L, D) → out (B, H, L, D) in q's dtype, query row max and denominator (B, H, L) fp32."""
+    """q (B, H, L, D) with contiguous rows → out (B, H, L, D) contiguous in q's dtype, row max and denominator
+    (B, H, L) float32."""
     b, h, length, d = q.shape
     m = w.shape[0]
     out = new_output(q.shape, dtype=q.dtype, device=q.device)
@@ -206,6 +218,6 @@ def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: tor
     den = new_output((b, h, length), dtype=torch.float32, device=q.device)
     grid = lambda meta: (b * h, triton.cdiv(length, meta["BLOCK_L"]))
     _attend_kernel[grid](q, w, state_s, state_z, state_s.sum(dim=2), state_z.sum(dim=2), out, qmax, den,
-                         length, m, d ** -0.25, eps,
+                         length, m, d ** -0.25, eps, h, *row_strides(q),
                          D=d, BLOCK_M=block_m(m), INPUT_PRECISION=precision(q.dtype))
     return out, qmax, den
