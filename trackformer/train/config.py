@@ -2,7 +2,8 @@
 
 One config describes one run (MixIT training or Audio-MAE pre-training); it is written to ``run_dir/config.yaml``
 and stored in every checkpoint. Units: sample_rate in Hz, segment_seconds and synthetic_seconds in seconds,
-max_minutes in minutes of wall time for one invocation.
+max_minutes in minutes of wall time of one invocation's training loop (setup and data indexing excluded; the step
+in progress is finished, then a checkpoint is written).
 """
 
 import copy
