@@ -111,3 +111,20 @@ def test_compile_fullgraph_keeps_one_node(monkeypatch):
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
     for a, b in zip(grads, expected_grads):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_compile_inductor_cuda_matches_eager():
+    q, k, v = (torch.randn(2, 4, 700, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
+    w = orthogonal_random_features(256, 64).cuda()
+    loss_fn = lambda q, k, v: favor_attention(q, k, v, w).float().square().mean()
+    torch._dynamo.reset()
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    loss = compiled(q, k, v)
+    grads = torch.autograd.grad(loss, (q, k, v))
+    expected = loss_fn(q, k, v)
+    expected_grads = torch.autograd.grad(expected, (q, k, v))
+    torch.testing.assert_close(loss, expected)
+    for a, b in zip(grads, expected_grads):
+        torch.testing.assert_close(a, b)
