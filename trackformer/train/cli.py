@@ -11,8 +11,14 @@ The config comes from ``--config FILE`` or ``--preset NAME``; the explicit flags
 import argparse
 import logging
 import os
+import textwrap
 
 from trackformer.train.config import PRESETS, apply_overrides, load_config, preset
+
+_EXAMPLES = """examples:
+  trackformer train --preset tiny-cpu --max-steps 500 --run-dir runs/try
+  trackformer train --config configs/paper_10s.yaml --root /data/moisesdb --set lr=3e-4 --resume
+  torchrun --nproc_per_node=4 -m trackformer train --preset paper-10s --root /data/moisesdb"""
 
 # flag → TrainConfig field, for the common overrides
 _FLAGS = {"data": "data", "root": "root", "segment": "segment_seconds", "max_steps": "max_steps",
@@ -65,11 +71,15 @@ def _runner(stage: str):
 
 def add_parser(subparsers) -> None:
     """Registers ``train`` (MixIT) and ``pretrain`` (Audio-MAE) on an argparse ``subparsers`` object."""
+    common = ("The configuration comes from --config FILE or --preset NAME; the flags, then --set key=value, "
+              "override its fields. Under `torchrun --nproc_per_node=N` training is data-parallel.")
     train = subparsers.add_parser("train", help="MixIT training of a separator",
-                                  description="MixIT training (unsupervised): " + __doc__.split("\n")[0])
+                                  description=textwrap.fill("MixIT (unsupervised) training of a separator. " + common),
+                                  epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(train)
     train.set_defaults(func=_runner("train"))
     pre = subparsers.add_parser("pretrain", help="Audio-MAE pre-training of the Performer encoder",
-                                description="Audio-MAE pre-training; pass the checkpoint to `train --init-from`.")
+                                description="Audio-MAE pre-training of the Performer encoder; pass its checkpoint "
+                                            "to `trackformer train --init-from`. " + common)
     _add_common(pre)
     pre.set_defaults(func=_runner("pretrain"))
