@@ -3,8 +3,9 @@
 A checkpoint is one ``torch.save`` file holding a dict:
   format "trackformer-checkpoint", format_version, trackformer_version, stage ("mixit" | "pretrain"),
   model {name, config, state}, optimizer, scheduler, scaler (fp16 only, else None), rng (one entry per rank:
-  torch, cuda, numpy, python), step, epoch, batch_in_epoch (position inside the epoch, in batches),
-  world_size, config (the TrainConfig dict), metrics (the last validation, or {}).
+  torch, cuda, numpy, python), step, epoch, examples_in_epoch (global examples of the epoch already trained on),
+  world_size, config (the TrainConfig dict), metrics (the last validation, or {}), reason ("periodic", "done",
+  "max_minutes", "SIGTERM", "SIGINT"). Readers need only format, format_version, stage, step, config and model.
 Files are written to a temporary file in the same folder, fsynced and renamed over the target, so a reader sees
 either the old or the new checkpoint, never a partial one. Reads use ``torch.load(weights_only=True)`` (no
 arbitrary code runs) and raise :class:`CheckpointError` naming the file for anything unusable.
