@@ -166,7 +166,90 @@ struct Walker {
       move(i, 0);
     }
   }
+
+  TF_HD Score score_at(const double* floor, int q) const { return score(err, floor, n, q); }
+  TF_HD int label_of(int i) const { return label[i]; }
+  TF_HD double loss_at(const double* floor, int q) const;
 };
+
+// N = 2, the common case: the labels are the bits of the index itself and both errors stay in registers.
+struct Walker2 {
+  int m;
+  const int64_t* g;
+  const int64_t* c;  // M×2
+  uint32_t ones;     // estimates sent to mixture 1
+  int64_t err0, err1;
+
+  TF_HD uint32_t all() const { return (1u << m) - 1; }
+
+  TF_HD int64_t row_sum(int i, uint32_t members) const {
+    int64_t s = 0;
+    for (uint32_t b = members; b; b &= b - 1) s += g[i * m + lowest_bit(b)];
+    return s;
+  }
+
+  TF_HD void start(int64_t k, const int64_t* e) {
+    ones = static_cast<uint32_t>(k);
+    err0 = e[0];
+    err1 = e[1];
+    for (int i = 0; i < m; ++i) {
+      if ((ones >> i) & 1u)
+        err1 += row_sum(i, ones) - 2 * c[i * 2 + 1];
+      else
+        err0 += row_sum(i, all() & ~ones) - 2 * c[i * 2];
+    }
+  }
+
+  // Sends estimate i to the other mixture, updating both errors exactly (O(M)).
+  TF_HD void flip(int i) {
+    const uint32_t bit = 1u << i;
+    const int64_t gii = g[i * m + i];
+    const uint32_t zeros = all() & ~ones & ~bit;  // mixture 0 without i
+    if (ones & bit) {
+      ones &= ~bit;
+      err1 -= 2 * row_sum(i, ones) + gii - 2 * c[i * 2 + 1];
+      err0 += 2 * row_sum(i, zeros) + gii - 2 * c[i * 2];
+    } else {
+      err0 -= 2 * row_sum(i, zeros) + gii - 2 * c[i * 2];
+      err1 += 2 * row_sum(i, ones) + gii - 2 * c[i * 2 + 1];
+      ones |= bit;
+    }
+  }
+
+  // Advances to index k + 1 (binary increment).
+  TF_HD void next() {
+    for (int i = 0; i < m; ++i) {
+      const bool was_one = (ones >> i) & 1u;
+      flip(i);
+      if (!was_one) return;
+    }
+  }
+
+  TF_HD Score score_at(const double* floor, int q) const {
+    const int64_t err[2] = {err0, err1};
+    return score(err, floor, 2, q);
+  }
+  TF_HD int label_of(int i) const { return static_cast<int>((ones >> i) & 1u); }
+  TF_HD double loss_at(const double* floor, int q) const;
+};
+
+// The first strict minimum over the indices [k0, k1) (k0 < k1), walking with w (Walker or Walker2).
+template <class W>
+TF_HD void walk_range(W& w, const int64_t* e, const double* floor, int q, int64_t k0, int64_t k1, Score* best,
+                      int64_t* best_k) {
+  w.start(k0, e);
+  *best = w.score_at(floor, q);
+  *best_k = k0;
+  for (int64_t k = k0 + 1; k < k1; ++k) {
+    w.next();
+    const Score s = w.score_at(floor, q);
+    if (better(s, k, *best, *best_k)) {
+      *best = s;
+      *best_k = k;
+    }
+  }
+}
+
 
 // Rounds one example's statistics to the fixed-point grid (outputs: gq M×M, cq M×N, eq N, floor N, returns q).
 // Returns false when a statistic is not finite.
@@ -201,11 +284,26 @@ TF_HD bool quantize(const T* g, const T* c, const T* e, int m, int n, double tau
   return true;
 }
 
-// (1/N) Σ_n 10·log10(v_n) of the assignment the walker is at.
+// (1/N) Σ_n 10·log10(v_n) of the errors err (N).
 TF_HD double loss_db(const int64_t* err, const double* floor, int n, int q) {
   double s = 0.0;
   for (int i = 0; i < n; ++i) s += log10(error_value(err[i], q, floor[i]));
   return 10.0 * s / n;
+}
+
+TF_HD double Walker::loss_at(const double* floor, int q) const { return loss_db(err, floor, n, q); }
+
+TF_HD double Walker2::loss_at(const double* floor, int q) const {
+  const int64_t err[2] = {err0, err1};
+  return loss_db(err, floor, 2, q);
+}
+
+// Writes the labels (M) of index k and returns its loss.
+template <class W>
+TF_HD double winner(W& w, int64_t k, const int64_t* e, const double* floor, int q, int64_t* labels) {
+  w.start(k, e);
+  for (int i = 0; i < w.m; ++i) labels[i] = w.label_of(i);
+  return w.loss_at(floor, q);
 }
 
 }  // namespace mixit

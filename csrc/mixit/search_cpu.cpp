@@ -18,6 +18,15 @@ namespace {
 
 constexpr int64_t kMinParallelAssignments = 1 << 16;
 
+// One example: all `total` indices in order, then the winner's labels and loss.
+template <class W, typename T>
+void search_example(W w, const int64_t* eq, const double* floor, int q, int64_t total, int64_t* labels, T* loss) {
+  Score best;
+  int64_t best_k;
+  walk_range(w, eq, floor, q, 0, total, &best, &best_k);
+  *loss = static_cast<T>(winner(w, best_k, eq, floor, q, labels));
+}
+
 template <typename T>
 void search_batch(const at::Tensor& gram, const at::Tensor& cross, const at::Tensor& energy, double tau,
                   at::Tensor& assignment, at::Tensor& loss) {
@@ -40,21 +49,10 @@ void search_batch(const at::Tensor& gram, const at::Tensor& cross, const at::Ten
       int q = 0;
       finite[b] = quantize(g + b * m * m, c + b * m * n, e + b * n, m, n, tau, gq, cq, eq, floor, &q);
       if (!finite[b]) continue;
-      Walker w{m, n, gq, cq};
-      w.start(0, eq);
-      Score best = score(w.err, floor, n, q);
-      int64_t best_k = 0;
-      for (int64_t k = 1; k < total; ++k) {
-        w.next();
-        Score s = score(w.err, floor, n, q);
-        if (better(s, k, best, best_k)) {
-          best = s;
-          best_k = k;
-        }
-      }
-      w.start(best_k, eq);
-      for (int i = 0; i < m; ++i) labels[b * m + i] = w.label[i];
-      out[b] = static_cast<T>(loss_db(w.err, floor, n, q));
+      if (n == 2)
+        search_example(Walker2{m, gq, cq}, eq, floor, q, total, labels + b * m, out + b);
+      else
+        search_example(Walker{m, n, gq, cq}, eq, floor, q, total, labels + b * m, out + b);
     }
   });
   for (int64_t b = 0; b < batch; ++b)

@@ -1,6 +1,7 @@
 // CUDA kernel of trackformer::mixit_search (plain CUDA, no torch): one block per example; the block rounds the
 // statistics to the fixed-point grid in shared memory, each thread walks a contiguous range of assignment indices
-// with O(M) exact updates per step, and a shared-memory arg-min (lowest index on ties) picks the winner.
+// with O(M) exact updates per step (search.h's Walker2 for N = 2, registers only; Walker otherwise), and a
+// shared-memory arg-min (lowest index on ties) picks the winner.
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -66,17 +67,12 @@ search_kernel(const T* __restrict__ g, const T* __restrict__ c, const T* __restr
   Score best{INT_MAX, 1.0};
   int64_t best_k = INT64_MAX;
   if (k0 < k1) {
-    Walker w{m, n, gq, cq};
-    w.start(k0, eq);
-    best = score(w.err, floor_n, n, q);
-    best_k = k0;
-    for (int64_t k = k0 + 1; k < k1; ++k) {
-      w.next();
-      Score s = score(w.err, floor_n, n, q);
-      if (better(s, k, best, best_k)) {
-        best = s;
-        best_k = k;
-      }
+    if (n == 2) {
+      Walker2 w{m, gq, cq};
+      walk_range(w, eq, floor_n, q, k0, k1, &best, &best_k);
+    } else {
+      Walker w{m, n, gq, cq};
+      walk_range(w, eq, floor_n, q, k0, k1, &best, &best_k);
     }
   }
   red_exp[tid] = best.exp;
@@ -95,10 +91,12 @@ search_kernel(const T* __restrict__ g, const T* __restrict__ c, const T* __restr
     __syncthreads();
   }
   if (tid == 0) {
+    int64_t* labels = assignment + static_cast<int64_t>(b) * m;
+    Walker2 w2{m, gq, cq};
     Walker w{m, n, gq, cq};
-    w.start(red_k[0], eq);
-    for (int i = 0; i < m; ++i) assignment[static_cast<int64_t>(b) * m + i] = w.label[i];
-    loss[b] = static_cast<T>(loss_db(w.err, floor_n, n, q));
+    const double value =
+        n == 2 ? winner(w2, red_k[0], eq, floor_n, q, labels) : winner(w, red_k[0], eq, floor_n, q, labels);
+    loss[b] = static_cast<T>(value);
   }
 }
 
