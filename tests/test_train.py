@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,6 +146,38 @@ def test_convtasnet_trains_and_validates_without_masks(tmp_path):
         fit(cfg.replace(diversity_weight=0.1))
     with pytest.raises(ValueError, match="no Audio-MAE pre-training"):
         pretrain(cfg)
+
+
+def test_moisesdb_trains_on_every_song_and_validates_on_at_most_4_stems(tmp_path):
+    """Songs with more than 4 stems are trained on (only mixtures matter) and validated on their MUSDB groups."""
+    from trackformer.data import MoisesDB, write_song
+    from trackformer.data.songs import split_fraction
+    from trackformer.train.trainer import Trainer
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 8000) / 8000
+    names4 = ("soprano", "alto", "tenor", "bass")
+    names6 = ("vocals", "drums", "bass", "guitar", "piano", "percussion")
+    # song names picked by the split's hash: 2 held-out songs of each kind, 2 training songs of each kind
+    songs = {(valid, kind): [] for valid in (True, False) for kind in (4, 6)}
+    for i in range(200):
+        name = f"song-{i:03d}"
+        group = songs[(split_fraction(name, 0) < 0.2, 4 + 2 * (i % 2))]
+        if len(group) < 2:
+            group.append(name)
+    for (_, kind), names in songs.items():
+        for name in names:
+            stems = {n: (0.1 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * (rng.uniform(size=t.size) > 0.3))
+                     [None].astype(np.float32) for n in (names6 if kind == 6 else names4)}
+            write_song(str(tmp_path / "db"), name, stems, 8000)
+    cfg = tiny(tmp_path / "run", data="moisesdb", root=str(tmp_path / "db"), max_steps=2, eval_every=2,
+               valid_examples=2)
+    train, valid = Trainer(cfg)._songs()
+    all_valid = {s.name for s in MoisesDB(cfg.root, sample_rate=8000, channels=1, max_stems=None).split("valid")}
+    assert len(train) == 4 and any(s.num_stems == 6 for s in train)
+    assert {s.name for s in valid} == all_valid and len(valid) == 4 and all(s.num_stems <= 4 for s in valid)
+    payload = load_checkpoint(fit(cfg))
+    assert payload["step"] == 2 and "song_one_to_one_sisnri" in payload["metrics"]
 
 
 def test_sigterm_stops_after_the_step_with_checkpoint(tmp_path, monkeypatch):

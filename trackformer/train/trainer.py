@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from trackformer.data import MixitPairs, MoisesDB, StemsFolder, SyntheticMusic, make_loader
+from trackformer.data.moisesdb import MUSDB_GROUPS
 from trackformer.metrics import effective_mask_count, mask_overlap, separation_scores
 from trackformer.mixit import mixit_loss
 from trackformer.models import build_model, diversity_loss, sparsity_loss
@@ -186,11 +187,21 @@ class Trainer:
         cls = MoisesDB if cfg.data == "moisesdb" else StemsFolder
         if not os.path.isdir(cfg.root):
             raise FileNotFoundError(f"data root {cfg.root!r} (data={cfg.data!r}) is not a folder")
-        collection = cls(cfg.root, sample_rate=cfg.sample_rate, channels=cfg.channels, max_stems=4)
-        train, valid = collection.split("train"), collection.split("valid")
+        options = dict(sample_rate=cfg.sample_rate, channels=cfg.channels)
+        collection = cls(cfg.root, max_stems=None, **options)  # MixIT trains on mixtures: every song counts
+        train = collection.split("train")
         if len(train) < 2:
             raise ValueError(f"{cfg.root}: {len(train)} training song(s) found ({len(collection.songs)} in all, "
                              f"{len(collection.skipped)} skipped); MixIT needs at least 2")
+        # Validation scores at most 4 references per song: a song's own stems where it has at most 4, its MUSDB
+        # groups (vocals, drums, bass, other) where it has more (most real MoisesDB songs).
+        valid = [song for song in collection.split("valid") if song.num_stems <= 4]
+        many = {song.name for song in collection.split("valid") if song.num_stems > 4}
+        if many and cls is MoisesDB:
+            grouped = MoisesDB(cfg.root, max_stems=4, stem_groups=MUSDB_GROUPS, **options)
+            valid += [song for song in grouped.songs if song.name in many]
+        elif many:
+            log.warning("%d validation song(s) with more than 4 stems are left out of validation", len(many))
         return train, valid
 
     def _epoch_loader(self, songs, epoch: int, start_batch: int):
