@@ -222,6 +222,8 @@ def run(args) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_mixit: --device cuda but torch sees no CUDA device")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     asteroid_cls = load_asteroid_wrapper()
     copy_gbs = copy_bandwidth_gbs(device)
     max_remix = MAX_REMIX_ASSIGNMENTS["cuda" if device.type == "cuda" else "cpu-quick" if args.quick else "cpu"]
@@ -229,7 +231,7 @@ def run(args) -> dict:
               "quick": args.quick, "copy_gbs": copy_gbs,
               "config": {"batch": args.batch, "N": 2, "rate": RATE, "channels": 1, "snr_max": SNR_MAX,
                          "dtype": args.dtype, "warmup": args.warmup, "reps": args.reps,
-                         "asteroid": asteroid_cls is not None,
+                         "asteroid": asteroid_cls is not None, "threads": torch.get_num_threads(),
                          "gbs": "input bytes (estimates + mixtures) / time; copy_gbs = the card's D2D copy"},
               "rows": []}
     for segment_s, m in plan(args):
@@ -264,6 +266,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--estimates", type=lambda s: [int(x) for x in s.split(",")], default=None, help="values of M")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for CPU runs")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--reps", type=int, default=None)
     args = p.parse_args(argv)
