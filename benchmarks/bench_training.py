@@ -10,9 +10,9 @@ against (x1, x2). The separators run under bf16 autocast (``--amp``, as in ANCHO
 (its anchor) unless ``--convtasnet-amp bf16``.
 
 Reported per row: median step time (ms; CUDA events on a GPU), peak extra memory of one step beyond what is held
-before it (MiB: model, AdamW state and the batch are held before; CUDA only), and minutes per epoch for an epoch
-of ``--epoch-hours`` of audio (default 10 h, about MoisesDB's ≤ 4-stem songs) cut into segments, each segment used
-once as one half of a mixture of mixtures: steps = hours·3600 / (2 · segment · batch).
+before it (MiB: model, gradients, AdamW state and the batch are held before; CUDA only), and minutes per epoch
+for an epoch of ``--epoch-hours`` of audio (default 10 h, about MoisesDB's ≤ 4-stem songs) cut into segments, each
+segment used once as one half of a mixture of mixtures: steps = hours·3600 / (2 · segment · batch).
 
 ``--v100`` caps the process at a 32 GB V100's memory (torch.cuda.set_per_process_memory_fraction) and reports
 "oom" where such a card would run out; any out-of-memory row is recorded, freed, and the run goes on (larger
@@ -201,7 +201,8 @@ def run(args) -> dict:
                    "epoch_hours": args.epoch_hours, "warmup": args.warmup, "reps": args.reps,
                    "v100_mib": V100_MIB if args.v100 else None,
                    "epoch": "steps = epoch_hours*3600 / (2 * segment_s * batch); min_per_epoch = steps * ms / 60000",
-                   "peak_mib": "extra CUDA memory of one step beyond model, AdamW state and batch"},
+                   "peak_mib": "extra CUDA memory of one step beyond what is held before it (model, gradients, "
+                               "AdamW state, batch)"},
         "rows": [],
     }
     if args.v100:

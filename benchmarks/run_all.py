@@ -149,7 +149,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="each suite's quick set (fits gpu_check.sh's budget)")
-    p.add_argument("--out-dir", default="bench_out", help="results.json, report.md and the suites' JSON go here")
+    p.add_argument("--out-dir", default="outputs/bench",
+                   help="results.json, report.md and the suites' JSON go here (default outputs/bench, git-ignored)")
     p.add_argument("--log-dir", default=None, help="suite logs (default: OUT_DIR/logs)")
     p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget for all suites together")
     p.add_argument("--suites", type=lambda s: s.split(","), default=[s.name for s in SUITES],
