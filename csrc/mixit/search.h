@@ -233,7 +233,8 @@ struct Walker2 {
   TF_HD double loss_at(const double* floor, int q) const;
 };
 
-// The first strict minimum over the indices [k0, k1) (k0 < k1), walking with w (Walker or Walker2).
+// The best index over the positions [k0, k1) (k0 < k1) of w's enumeration order: the lowest score, and the lowest
+// index among equal scores (so the result does not depend on the order of the walk).
 template <class W>
 TF_HD void walk_range(W& w, const int64_t* e, const double* floor, int q, int64_t k0, int64_t k1, Score* best,
                       int64_t* best_k) {
@@ -242,6 +243,24 @@ TF_HD void walk_range(W& w, const int64_t* e, const double* floor, int q, int64_
   *best_k = k0;
   for (int64_t k = k0 + 1; k < k1; ++k) {
     w.next();
+    const Score s = w.score_at(floor, q);
+    if (better(s, k, *best, *best_k)) {
+      *best = s;
+      *best_k = k;
+    }
+  }
+}
+
+// N = 2: visits the indices in binary-reflected Gray-code order, gray(i) = i ^ (i >> 1), which flips one estimate
+// per step (ascending order flips two on average).
+TF_HD void walk_range(Walker2& w, const int64_t* e, const double* floor, int q, int64_t k0, int64_t k1, Score* best,
+                      int64_t* best_k) {
+  w.start(k0 ^ (k0 >> 1), e);
+  *best = w.score_at(floor, q);
+  *best_k = k0 ^ (k0 >> 1);
+  for (int64_t i = k0 + 1; i < k1; ++i) {
+    w.flip(lowest_bit(static_cast<uint32_t>(i)));
+    const int64_t k = i ^ (i >> 1);
     const Score s = w.score_at(floor, q);
     if (better(s, k, *best, *best_k)) {
       *best = s;
