@@ -29,7 +29,7 @@ def _row_grads(G, OUT, DEN, g_ptrs, out_ptrs, row, mask_l):
 
 
 @triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
-@triton.jit
+@triton.jit(do_not_specialize=["L"])  # one compile for every sequence length
 def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, H, G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL,
                D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
@@ -62,7 +62,7 @@ def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, H, G_SB, G_SH, G_SL, 
     tl.store(DQ + ptrs, dq.to(DQ.dtype.element_ty), mask=mask_l[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
 def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILES_PER_SPLIT, H,
                    G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL, D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
                    INPUT_PRECISION: tl.constexpr):
@@ -99,7 +99,7 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
 
 
 @triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
-@triton.jit
+@triton.jit(do_not_specialize=["L"])  # one compile for every sequence length
 def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, H, K_SB, K_SH, K_SL, V_SB, V_SH, V_SL,
                 D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)

@@ -65,7 +65,7 @@ def row_configs(interpreter: bool | None = None):
             for bl, w, st in ((32, 4, 2), (32, 8, 2), (64, 8, 2))]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
 def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT, H,
                        K_SB, K_SH, K_SL, V_SB, V_SH, V_SL, D: tl.constexpr, BLOCK_L: tl.constexpr,
                        BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
@@ -111,7 +111,7 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TI
         tl.store(VSUM_PART + part * D + offs_d, vsum)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["L", "N_SPLIT"])  # one compile for every sequence length
 def _kv_reduce_kernel(A_PART, Z_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_SPLIT, eps,
                       D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
@@ -140,7 +140,7 @@ def _kv_reduce_kernel(A_PART, Z_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_S
 
 
 @triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
-@triton.jit
+@triton.jit(do_not_specialize=["L"])  # one compile for every sequence length
 def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, M, s, eps, H, Q_SB, Q_SH, Q_SL,
                    D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
