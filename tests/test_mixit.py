@@ -131,6 +131,15 @@ def test_half_precision_inputs(dtype):
     assert est.grad.dtype == dtype and torch.isfinite(est.grad.float()).all()
 
 
+def test_autocast_does_not_lower_precision():
+    est, mix = _inputs(2, 4, 2, 1000, requires_grad=True)
+    plain = mixit_loss(est, mix, reduction="none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = mixit_loss(est, mix, reduction="none")
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, plain)
+
+
 def test_m16_runs():
     est, mix = _inputs(2, 16, 2, 64)
     assignment, loss = best_assignment(est, mix)

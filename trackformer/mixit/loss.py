@@ -162,17 +162,18 @@ def mixit_loss(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=30.0,
     tau = snr_tau(snr_max)
     est, mix, energy, assignment, search_loss = _assign(estimates, mixtures, tau)
     acc = accumulation_dtype(est, mix)
-    est, mix, n = est.to(acc), mix.to(acc), mix.shape[1]
-    if loss_type == "neg_sisnr":
-        loss = per_mixture_loss(remix(est, assignment, n), mix, tau, loss_type).mean(-1)
-    else:
-        onehot = assignment_matrix(assignment, n, acc)
-        loss = _RemixSNR.apply(est, mix, onehot, energy, tau, loss_type == "neg_snr")
-    if reduction == "mean":
-        loss = loss.mean()
-    elif reduction == "sum":
-        loss = loss.sum()
-    _check_finite(search_loss)
-    if not return_assignment:
-        return loss
-    return loss, assignment, remix(estimates.to(acc), assignment, n)
+    with torch.autocast(est.device.type, enabled=False):  # the loss stays in acc even inside autocast regions
+        est, mix, n = est.to(acc), mix.to(acc), mix.shape[1]
+        if loss_type == "neg_sisnr":
+            loss = per_mixture_loss(remix(est, assignment, n), mix, tau, loss_type).mean(-1)
+        else:
+            onehot = assignment_matrix(assignment, n, acc)
+            loss = _RemixSNR.apply(est, mix, onehot, energy, tau, loss_type == "neg_snr")
+        if reduction == "mean":
+            loss = loss.mean()
+        elif reduction == "sum":
+            loss = loss.sum()
+        _check_finite(search_loss)
+        if not return_assignment:
+            return loss
+        return loss, assignment, remix(estimates.to(acc), assignment, n)
