@@ -152,14 +152,14 @@ def test_steps_per_epoch():
 
 def test_bench_training_script_mode_rows(tmp_path):
     out = tmp_path / "training.json"
-    rc = bench_training.main(["--device", "cpu", "--quick", "--models", "performer,convtasnet", "--segments", "0.25",
+    rc = bench_training.main(["--device", "cpu", "--quick", "--models", "performer,convtasnet", "--segments", "0.125",
                               "--batch", "2", "--reps", "1", "--warmup", "0", "--json", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["suite"] == "training" and data["config"]["size"] == "tiny"
     assert [r["impl"] for r in data["rows"]] == ["performer", "convtasnet"]
     for r in data["rows"]:
-        assert r["status"] == "ok" and r["ms"] > 0 and r["samples"] == 4000 and r["peak_mib"] is None
+        assert r["status"] == "ok" and r["ms"] > 0 and r["samples"] == 2000 and r["peak_mib"] is None
         assert r["min_per_epoch"] == pytest.approx(r["steps_per_epoch"] * r["ms"] / 60e3)
 
 
