@@ -4,7 +4,8 @@ Suites: attention (bench_attention.py), mixit (bench_mixit.py), training (bench_
 (bench_training.py --v100, CUDA only). Each is called as ``python SCRIPT --device DEV [--quick] --json FILE``;
 its stdout/stderr go to LOG_DIR/<suite>.log. A suite that times out, crashes or is missing is recorded with that
 status (and whatever JSON it wrote before, since suites may write after every row); nothing fails silently.
-``--budget-s`` bounds the whole run: each suite gets min(its timeout, what is left).
+``--budget-s`` bounds the whole run: each suite gets min(its timeout, its share of what is left, in proportion
+to the timeouts of the suites still to run).
 
     python benchmarks/run_all.py --device cuda --quick --out-dir DIR [--budget-s 280] [--suites training,mixit]
 
@@ -171,11 +172,16 @@ def main(argv=None) -> int:
                "device": args.device, "card": card_name(args.device), "torch": torch.__version__,
                "cuda": torch.version.cuda, "quick": args.quick, "budget_s": args.budget_s, "suites": {}}
     results_path = os.path.join(args.out_dir, "results.json")
+    limit = lambda s: s.quick_timeout if args.quick else s.full_timeout
+    runnable = [known[n] for n in args.suites if not (known[n].cuda_only and torch.device(args.device).type != "cuda")]
     for name in args.suites:
         suite = known[name]
-        timeout = suite.quick_timeout if args.quick else suite.full_timeout
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
+        timeout = limit(suite)
+        if deadline is not None and suite in runnable:
+            # A share of what is left, in proportion to the suites' own limits: a slow early suite cannot starve
+            # the later ones, and time an early suite does not use goes to those after it.
+            later = runnable[runnable.index(suite):]
+            timeout = min(timeout, (deadline - time.monotonic()) * limit(suite) / sum(limit(s) for s in later))
         results["suites"][name] = run_suite(suite, device=args.device, quick=args.quick, out_dir=args.out_dir,
                                             log_dir=log_dir, timeout=timeout)
         write_json(results_path, results)

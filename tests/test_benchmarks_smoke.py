@@ -261,3 +261,23 @@ def test_off_the_shelf_attention_baseline_computes_the_same_attention():
     x = torch.randn(2, 50, 64)
     baseline = bench_training.OffTheShelfAttention(attn).eval()
     torch.testing.assert_close(baseline(x), attn(x), rtol=1e-4, atol=1e-5)
+
+
+def test_run_all_shares_the_budget_in_proportion_to_suite_limits(tmp_path, monkeypatch):
+    suites = (run_all.Suite("a", "a.py", quick_timeout=90), run_all.Suite("b", "b.py", quick_timeout=60),
+              run_all.Suite("gpu", "g.py", quick_timeout=500, cuda_only=True),
+              run_all.Suite("c", "c.py", quick_timeout=150))
+    given = {}
+
+    def fake_run_suite(suite, *, timeout, **kw):
+        given[suite.name] = timeout
+        return {"status": "skipped: needs CUDA" if suite.cuda_only else "ok", "result": None}
+
+    monkeypatch.setattr(run_all, "SUITES", suites)
+    monkeypatch.setattr(run_all, "run_suite", fake_run_suite)
+    assert run_all.main(["--device", "cpu", "--quick", "--budget-s", "100", "--out-dir", str(tmp_path)]) == 0
+    assert given["a"] == pytest.approx(100 * 90 / 300, abs=0.5)  # the CUDA-only suite takes no share on a CPU
+    assert given["b"] == pytest.approx(100 * 60 / 210, abs=0.5)  # unused time flows on
+    assert given["c"] == pytest.approx(100, abs=0.5)
+    assert json.loads((tmp_path / "results.json").read_text())["suites"]["c"]["status"] == "ok"
+    assert (tmp_path / "report.md").exists()
