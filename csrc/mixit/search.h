@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #ifdef __CUDACC__
 #define TF_HD __host__ __device__ __forceinline__
@@ -91,12 +92,23 @@ TF_HD double error_value(int64_t err, int q, double floor) {
 #endif
 }
 
+// frexp for a positive normal double (v = mant·2^exp, mant in [0.5, 1)), by its bits: exact, no library call.
+TF_HD double split_normal(double v, int* exp) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  *exp = static_cast<int>((bits >> 52) & 0x7ff) - 1022;
+  bits = (bits & 0x800fffffffffffffull) | (uint64_t(1022) << 52);
+  memcpy(&v, &bits, sizeof bits);
+  return v;
+}
+
+// Every v_n ≥ 1e-8 and every partial product of mantissas lies in [2^-2, 1): all positive normal doubles.
 TF_HD Score score(const int64_t* err, const double* floor, int n, int q) {
   Score s{0, 1.0};
   for (int i = 0; i < n; ++i) {
     int ev, es;
-    double mv = frexp(error_value(err[i], q, floor[i]), &ev);
-    s.mant = frexp(s.mant * mv, &es);
+    double mv = split_normal(error_value(err[i], q, floor[i]), &ev);
+    s.mant = split_normal(s.mant * mv, &es);
     s.exp += ev + es;
   }
   return s;
