@@ -14,10 +14,12 @@ before it (MiB: model, gradients, AdamW state and the batch are held before; CUD
 for an epoch of ``--epoch-hours`` of audio (default 10 h, about MoisesDB's ≤ 4-stem songs) cut into segments, each
 segment used once as one half of a mixture of mixtures: steps = hours·3600 / (2 · segment · batch).
 
-``--v100`` caps the process at a 32 GB V100's memory (torch.cuda.set_per_process_memory_fraction) and reports
-"oom" where such a card would run out; any out-of-memory row is recorded, freed, and the run goes on (larger
-segments of the same model and rate are then skipped as "oom"). ``--compile MODE`` wraps the separators in
-torch.compile (``reduce-overhead`` adds CUDA graphs); compile time is reported separately.
+``--v100`` caps the caching allocator at a 32 GB V100's memory less an estimated 400 MiB CUDA context
+(torch.cuda.set_per_process_memory_fraction) and reports "oom" where such a card would run out (rows whose reserved
+peak comes within 1 GiB of the cap are noted as borderline). Any out-of-memory row is recorded, freed, and the run
+goes on (larger segments of the same model and rate are then recorded as "oom" without running). ``--compile MODE``
+wraps the separators in torch.compile (``reduce-overhead`` adds CUDA graphs); the first step's time, compilation
+included, is reported as ``first_step_s``.
 
 Script:  python benchmarks/bench_training.py --device cuda [--quick] [--v100] [--json OUT.json]
 pytest:  test_* functions below are CPU regression checks (make bench-check); script mode is never collected.
@@ -39,7 +41,10 @@ from trackformer.models import PerformerSeparator, SeparatorConfig
 from trackformer.profiling import nvtx_range
 
 MODELS = ("performer", "sdpa", "performer-pytorch", "convtasnet")
-V100_MIB = 32510  # what torch.cuda.get_device_properties reports for a 32 GB V100 (SXM2 / PCIe)
+V100_MIB = 32510  # what torch.cuda.get_device_properties reports for a 32 GB V100
+V100_CONTEXT_MIB = 400  # estimate: the CUDA context + torch's libraries on a V100 live outside the allocator
+V100_CAP_MIB = V100_MIB - V100_CONTEXT_MIB  # the caching allocator's limit in --v100 mode
+V100_BORDERLINE_MIB = 1024  # rows whose reserved peak comes this close to the cap are flagged
 N_SOURCES = 8
 
 # Small models for CPU dry runs (--size tiny): the same architectures with fewer and narrower layers.
@@ -143,6 +148,9 @@ def measure(name: str, *, rate: int, segment_s: float, batch: int, channels: int
            "channels": channels, "samples": samples, "M": N_SOURCES, "precision": amp if amp != "none" else "fp32",
            "compile": compile_mode, "size": size, "status": "ok"}
     err_text = None
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     try:
         model = build_model(name, rate=rate, channels=channels, size=size).to(device)
         row["params"] = sum(p.numel() for p in model.parameters())
@@ -158,6 +166,8 @@ def measure(name: str, *, rate: int, segment_s: float, batch: int, channels: int
         row["peak_mib"] = peak_extra_mib(step, device)
         row["steps_per_epoch"] = steps_per_epoch(epoch_hours, segment_s, batch)
         row["min_per_epoch"] = row["steps_per_epoch"] * row["ms"] / 60e3
+        if cuda:  # everything the caching allocator held at once, the model and optimizer included
+            row["reserved_peak_mib"] = torch.cuda.max_memory_reserved(device) / 2**20
     except ImportError as err:  # a benchmark-only baseline that is not installed
         row["status"] = "skipped"
         row["note"] = f"{err} (carry its wheels: shared/tools/fetch_gpu_wheels.sh)"
@@ -172,7 +182,7 @@ def measure(name: str, *, rate: int, segment_s: float, batch: int, channels: int
     # The exception (and the frames holding the model and activations) is gone here: free the memory.
     model = mixture = refs = step = loss = None  # noqa: F841
     gc.collect()
-    if torch.device(device).type == "cuda":
+    if cuda:
         torch.cuda.empty_cache()
     return row
 
@@ -199,7 +209,7 @@ def run(args) -> dict:
         "config": {"batch": args.batch, "channels": args.channels, "M": N_SOURCES, "amp": args.amp,
                    "convtasnet_amp": args.convtasnet_amp, "compile": args.compile, "size": args.size,
                    "epoch_hours": args.epoch_hours, "warmup": args.warmup, "reps": args.reps,
-                   "v100_mib": V100_MIB if args.v100 else None,
+                   "v100_cap_mib": V100_CAP_MIB if args.v100 else None,
                    "epoch": "steps = epoch_hours*3600 / (2 * segment_s * batch); min_per_epoch = steps * ms / 60000",
                    "peak_mib": "extra CUDA memory of one step beyond what is held before it (model, gradients, "
                                "AdamW state, batch)"},
@@ -209,7 +219,7 @@ def run(args) -> dict:
         if device.type != "cuda":
             raise SystemExit("bench_training: --v100 needs --device cuda (it caps the CUDA memory)")
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, V100_MIB * 2**20 / total), device)
+        torch.cuda.set_per_process_memory_fraction(min(1.0, V100_CAP_MIB * 2**20 / total), device)
     oom_at = {}  # (model, rate) -> smallest segment that ran out of memory
     for item in plan(args):
         key = (item["name"], item["rate"])
@@ -226,6 +236,9 @@ def run(args) -> dict:
                           warmup=args.warmup, reps=args.reps, epoch_hours=args.epoch_hours)
             if row["status"] == "oom":
                 oom_at[key] = item["segment_s"]
+            elif args.v100 and row.get("reserved_peak_mib", 0) > V100_CAP_MIB - V100_BORDERLINE_MIB:
+                row["note"] = (f"borderline: {row['reserved_peak_mib']:.0f} MiB reserved, within "
+                               f"{V100_BORDERLINE_MIB} MiB of the {V100_CAP_MIB} MiB cap; a real V100 may run out")
         row["card"] = result["card"]
         result["rows"].append(row)
         _print_row(row)

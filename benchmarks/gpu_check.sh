@@ -99,7 +99,9 @@ else skip nvidia-smi "nvidia-smi not on PATH"; fi
 
 # --- carried wheels ----------------------------------------------------------------------------------------
 export PYTHONPATH="$WORK/pkg${PYTHONPATH:+:$PYTHONPATH}"
-if compgen -G "$REPO/.whl/*.whl" >/dev/null; then
+if [ "$DRY" = 1 ]; then
+  skip wheels "DRY_RUN_CPU (carried wheels target the GPU image's Python 3.12; this venv has its own packages)"
+elif compgen -G "$REPO/.whl/*.whl" >/dev/null; then
   step wheels 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" \
     "$REPO"/.whl/*.whl && export PYTHONPATH="$PYTHONPATH:$WORK/site"
 else

@@ -165,6 +165,9 @@ def suite_section(name: str, entry: dict) -> list[str]:
         lines += _targets(name, ours)
     elif ok:
         lines += ["No row is marked as ours (`\"ours\": true`); all rows:", ""]
+    noted = [r for r in ok if r.get("note")]
+    if noted:
+        lines += ["Notes:", ""] + [f"- {impl_of(r)} at {_case_text(case_of(r))}: {r['note']}" for r in noted] + [""]
     failed = [r for r in rows if r.get("status", "ok") != "ok"]
     if failed:
         lines += ["Not measured:", ""]

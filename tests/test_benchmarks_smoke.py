@@ -54,9 +54,10 @@ def _row(impl, ms, mib=None, status="ok", **case):
 
 
 def test_report_puts_ours_beside_same_run_anchor_with_ratio_and_context():
-    rows = [_row("performer", 10.0, 100.0), _row("convtasnet", 30.0, 8000.0), _row("sdpa", 5.0, 50.0),
-            _row("convtasnet", None, status="oom", segment_s=30)]
+    rows = [_row("performer", 10.0, 100.0), _row("convtasnet", 30.0, 8000.0, note="borderline"),
+            _row("sdpa", 5.0, 50.0), _row("convtasnet", None, status="oom", segment_s=30)]
     text = report.render(_results(rows))
+    assert "- convtasnet at rate=16000, segment_s=3, batch=4: borderline" in text
     conv_line = next(line for line in text.splitlines() if "| convtasnet | 30" in line)
     assert "3.00×" in conv_line and "80.00×" in conv_line  # time and memory ratios anchor / ours
     assert "161 ms / 8,687 MiB" in conv_line  # ANCHORS.md: ConvTasNet, 16 kHz, 3 s, batch 4
