@@ -8,7 +8,9 @@ for any L. Works in the math dtype of
 The m^(-1/2) factor of φ cancels in out = φ_q S / φ_q z, so the state here is kept without it:
   S = Σ_j φ'_k(k_j)ᵀ v_j  (B, H, m, D),  z = Σ_j φ'_k(k_j)  (B, H, m),  φ' = exp(u − h − max) + eps.
 The key max is found on the fly: accumulators are rescaled by exp(old max − new max) whenever it grows, and
-the eps part (eps·Σ_j v_j, eps·L) is added exactly at the end.
+the eps part (eps·Σ_j v_j, eps·L) is added exactly at the end. To keep the passes over (chunk, m) tensors few,
+z rides along S as an extra column ([S | z], (B, H, m, D + 1)), a column of ones rides along W (so one matmul
+gives t W and Σ_r t_r), and eps terms are added to the small products instead of to φ.
 """
 
 import torch
@@ -32,13 +34,24 @@ def _project(x: torch.Tensor, w: torch.Tensor):
     return (s * x) @ w.t(), x.square().sum(-1, keepdim=True) * (s * s / 2.0)
 
 
+def _with_ones(x: torch.Tensor) -> torch.Tensor:
+    """x (..., n, d) → [x | 1] (..., n, d + 1)."""
+    return torch.cat([x, x.new_ones(x.shape[:-1] + (1,))], dim=-1)
+
+
+def _input_grad(x: torch.Tensor, t: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+    """dx = s (t W) − s² x Σ_r t_r for t = dφ∘e (B, H, C, m) and w1 = [W | 1] (m, D + 1)."""
+    s = x.shape[-1] ** -0.25
+    tw = t @ w1
+    return s * tw[..., :-1] - (s * s) * x * tw[..., -1:]
+
+
 def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     """Key/value summary: k, v (B, H, L, D), w (m, D) in the math dtype → S (B, H, m, D), z (B, H, m), kmax (B, H)."""
     ct = math_dtype(k.dtype)
     b, h, length, d = k.shape
     m = w.shape[0]
-    acc = torch.zeros(b, h, m, d, dtype=ct, device=k.device)
-    acc_z = torch.zeros(b, h, m, dtype=ct, device=k.device)
+    acc = torch.zeros(b, h, m, d + 1, dtype=ct, device=k.device)  # [Σ exp(..) v | Σ exp(..)]
     vsum = torch.zeros(b, h, d, dtype=ct, device=k.device)
     kmax = torch.full((b, h), float("-inf"), dtype=ct, device=k.device)
     chunk = chunk_rows(b, h, m)
@@ -48,12 +61,11 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
         u, hk = _project(kc, w)
         new_max = torch.maximum(kmax, u.amax(dim=(-1, -2)))
         alpha = torch.exp(kmax - new_max)  # 0 on the first chunk (kmax = -inf), where acc is 0 anyway
-        p = torch.exp(u - hk - new_max[:, :, None, None])
-        acc = acc * alpha[:, :, None, None] + p.transpose(-1, -2) @ vc
-        acc_z = acc_z * alpha[:, :, None] + p.sum(dim=-2)
+        p = torch.exp(u - (hk + new_max[:, :, None, None]))
+        acc = acc * alpha[:, :, None, None] + p.transpose(-1, -2) @ _with_ones(vc)
         vsum += vc.sum(dim=-2)
         kmax = new_max
-    return acc + eps * vsum[:, :, None, :], acc_z + eps * length, kmax
+    return acc[..., :d] + eps * vsum[:, :, None, :], acc[..., d] + eps * length, kmax
 
 
 def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, *, eps: float):
@@ -63,16 +75,17 @@ def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: tor
     out = new_output((b, h, length, d), dtype=q.dtype, device=q.device)
     qmax = new_output((b, h, length), dtype=ct, device=q.device)
     den = new_output((b, h, length), dtype=ct, device=q.device)
+    sz = torch.cat([state_s, state_z.unsqueeze(-1)], dim=-1)  # (B, H, m, D + 1)
+    eps_part = eps * sz.sum(dim=-2, keepdim=True)  # eps · Σ_r [S_r | z_r]
     chunk = chunk_rows(b, h, w.shape[0])
     for start in range(0, length, chunk):
         qc = q[:, :, start:start + chunk].to(ct)
         u, hq = _project(qc, w)
         mx = u.amax(dim=-1, keepdim=True)
-        phi = torch.exp(u - hq - mx) + eps
-        dc = phi @ state_z.unsqueeze(-1)
-        out[:, :, start:start + chunk] = ((phi @ state_s) / dc).to(q.dtype)
+        nd = torch.exp(u - (hq + mx)) @ sz + eps_part  # [num | den]
+        out[:, :, start:start + chunk] = (nd[..., :d] / nd[..., d:]).to(q.dtype)
         qmax[:, :, start:start + chunk] = mx.squeeze(-1)
-        den[:, :, start:start + chunk] = dc.squeeze(-1)
+        den[:, :, start:start + chunk] = nd[..., d]
     return out, qmax, den
 
 
@@ -87,31 +100,29 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     dx = s (dφ∘e) W − s² x Σ_r dφ_r e_r.
     """
     ct = math_dtype(q.dtype)
-    s = q.shape[-1] ** -0.25
     dq = new_output(q.shape, dtype=q.dtype, device=q.device)
     dk = new_output(k.shape, dtype=k.dtype, device=k.device)
     dv = new_output(v.shape, dtype=v.dtype, device=v.device)
-    d_s = torch.zeros_like(state_s)
-    d_z = torch.zeros_like(state_z)
+    d = q.shape[-1]
+    w1 = _with_ones(w)
+    sz_t = torch.cat([state_s, state_z.unsqueeze(-1)], dim=-1).transpose(-1, -2)  # (B, H, D + 1, m)
+    d_sz = torch.zeros_like(sz_t.transpose(-1, -2))  # [dS | dz] (B, H, m, D + 1)
     chunk = chunk_rows(q.shape[0], q.shape[1], w.shape[0])
     for start in range(0, q.shape[2], chunk):
         sl = slice(start, start + chunk)
         qc, gc, oc = q[:, :, sl].to(ct), grad[:, :, sl].to(ct), out[:, :, sl].to(ct)
         u, hq = _project(qc, w)
-        e = torch.exp(u - hq - qmax[:, :, sl, None])
-        phi = e + eps
-        dnum = gc / den[:, :, sl, None]
-        dden = -(gc * oc).sum(-1, keepdim=True) / den[:, :, sl, None]
-        t = (dnum @ state_s.transpose(-1, -2) + dden * state_z[:, :, None, :]) * e
-        dq[:, :, sl] = (s * (t @ w) - (s * s) * qc * t.sum(-1, keepdim=True)).to(q.dtype)
-        d_s += phi.transpose(-1, -2) @ dnum
-        d_z += (phi * dden).sum(dim=-2)
+        e = torch.exp(u - (hq + qmax[:, :, sl, None]))
+        dnd = torch.cat([gc, -(gc * oc).sum(-1, keepdim=True)], dim=-1) / den[:, :, sl, None]  # [dnum | dden]
+        dq[:, :, sl] = _input_grad(qc, (dnd @ sz_t) * e, w1).to(q.dtype)
+        d_sz += e.transpose(-1, -2) @ dnd + eps * dnd.sum(dim=-2, keepdim=True)
+    d_s = d_sz[..., :d]
+    eps_dv = eps * d_s.sum(dim=-2, keepdim=True)
     for start in range(0, k.shape[2], chunk):
         sl = slice(start, start + chunk)
         kc, vc = k[:, :, sl].to(ct), v[:, :, sl].to(ct)
         u, hk = _project(kc, w)
-        e = torch.exp(u - hk - kmax[:, :, None, None])
-        dv[:, :, sl] = ((e + eps) @ d_s).to(v.dtype)
-        t = (vc @ d_s.transpose(-1, -2) + d_z[:, :, None, :]) * e
-        dk[:, :, sl] = (s * (t @ w) - (s * s) * kc * t.sum(-1, keepdim=True)).to(k.dtype)
+        e = torch.exp(u - (hk + kmax[:, :, None, None]))
+        dv[:, :, sl] = (e @ d_s + eps_dv).to(v.dtype)
+        dk[:, :, sl] = _input_grad(kc, (_with_ones(vc) @ d_sz.transpose(-1, -2)) * e, w1).to(k.dtype)
     return dq, dk, dv
