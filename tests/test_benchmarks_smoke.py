@@ -282,3 +282,28 @@ def test_run_all_shares_the_budget_in_proportion_to_suite_limits(tmp_path, monke
     assert given["c"] == pytest.approx(100, abs=0.5)
     assert json.loads((tmp_path / "results.json").read_text())["suites"]["c"]["status"] == "ok"
     assert (tmp_path / "report.md").exists()
+
+
+# ----------------------------------------------------------------------------------------------------- on a GPU
+@pytest.mark.gpu
+def test_v100_mode_reports_convtasnet_oom_at_30_s_on_cuda(tmp_path):
+    """ANCHORS.md: ConvTasNet, 16 kHz, batch 4 needs 8.7 GB at 3 s and 87 GB at 30 s, so under the V100 cap the
+    first fits and the second runs out of memory; the run must record both and exit 0. In a subprocess: the
+    memory cap is process-wide."""
+    out = tmp_path / "v100.json"
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "bench_training.py"), "--device", "cuda", "--v100",
+                           "--models", "convtasnet", "--rates", "16000", "--segments", "3,30", "--reps", "1",
+                           "--warmup", "0", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["status"] for r in rows] == ["ok", "oom"], rows
+    assert rows[0]["reserved_peak_mib"] < bench_training.V100_CAP_MIB and rows[0]["peak_mib"] > 1000
+
+
+@pytest.mark.gpu
+def test_profile_op_on_cuda_records_kernels(tmp_path):
+    trace = tmp_path / "trace.json"
+    assert profile_op.main(["mixit_loss", "--shape", "B=2,T=44100", "--dtype", "fp32", "--warmup", "1",
+                            "--iters", "2", "--device", "cuda", "--torch-profiler", str(trace)]) == 0
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e.get("cat") == "kernel" for e in events)
