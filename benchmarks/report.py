@@ -1,6 +1,6 @@
 """Markdown report of a run_all.py results file: each of our numbers beside its anchors, with ratios.
 
-For every row a suite marks as ours (``"ours": true``, or an impl named ours/trackformer/fused), the report
+For every row a suite marks as ours (``"ours": true``; rows as benchmarks/README.md describes them), the report
 prints each baseline row of the same suite measured in the same run at the same case (same values for every
 shape key the two rows share), the ratio baseline/ours (> 1: ours is faster or smaller), and ANCHORS.md's H200
 number for that baseline as context (benchmarks/anchors.py). Rows that ran out of memory or failed are listed,
@@ -19,61 +19,32 @@ import sys
 from anchors import ANCHORS, CARD, PAPER, SOURCE, TARGETS
 from common import write_json
 
-IMPL_KEYS = ("impl", "name", "method", "variant", "backend")
-MS_KEYS = ("ms", "fwd_bwd_ms", "fwdbwd_ms", "time_ms", "median_ms", "step_ms")
-MIB_KEYS = ("peak_mib", "peak_extra_mib", "mem_mib", "memory_mib")
-OUR_NAMES = {"ours", "trackformer", "fused", "performer"}
-# Keys that describe the measurement, not the case (never used to match rows).
-# "precision" is how an impl ran (ours in bf16 vs ConvTasNet in fp32 is one comparison); "dtype" is a case key.
-NOT_CASE = set(IMPL_KEYS) | {"ours", "status", "error", "note", "card", "device", "suite", "size", "compile", "torch",
-                             "steps_per_epoch", "params", "samples", "precision"}
-CASE_KEEP = {"segment_s", "segment", "seconds"}  # case keys that look like measurements by their suffix
-_METRIC = re.compile(r"(ms|mib|_s|tflops|gbs|gbps|gb_s|tb_s|per_epoch|bytes|ratio|err|error|flops|bandwidth|pct)$",
-                     re.I)
-# Case keys as suites may spell them -> the spelling ANCHORS uses.
-ALIASES = {"seq_len": "L", "length": "L", "frames": "L", "segment": "segment_s", "seconds": "segment_s",
-           "n_estimates": "M", "n_sources": "M", "sample_rate": "rate", "sr": "rate", "B": "batch"}
-DTYPES = {"bfloat16": "bf16", "torch.bfloat16": "bf16", "float16": "fp16", "torch.float16": "fp16", "half": "fp16",
-          "float32": "fp32", "torch.float32": "fp32", "float": "fp32"}
-# ANCHORS.md names -> names our suites give the same baseline (after _norm).
-IMPL_SYNONYMS = {"sdpa-transformer-separator": {"sdpa"}, "performer-pytorch-separator": {"performer-pytorch"},
-                 "performer-pytorch-compiled": {"performer-pytorch-compile"},
-                 "vectorised-splitk": {"vectorized-splitk", "vectorised-split-k", "vectorized-split-k"},
-                 "vectorised-bmm": {"vectorized-bmm", "vectorised", "vectorized"}, "gram-bmm": {"gram"}}
+# Keys that describe how a row was measured, not its case (never used to match rows). "precision" is how an impl
+# ran (ours in bf16 vs ConvTasNet in fp32 is one comparison); "dtype" is a case key.
+NOT_CASE = {"impl", "ours", "status", "error", "note", "card", "device", "suite", "size", "compile", "torch",
+            "steps_per_epoch", "params", "samples", "precision"}
+CASE_KEEP = {"segment_s"}  # a case key that looks like a measurement by its suffix
+_METRIC = re.compile(r"(ms|mib|_s|tflops|gbs|per_epoch)$", re.I)
+DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+# The training suite's names for the off-the-shelf separators ANCHORS.md measured.
+IMPL_SYNONYMS = {"sdpa-transformer-separator": "sdpa", "performer-pytorch-separator": "performer-pytorch"}
 
 
-def _norm(name) -> str:
-    return re.sub(r"[\s_]+", "-", str(name).strip().lower())
-
-
-def impl_of(row: dict) -> str:
-    for k in IMPL_KEYS:
-        if k in row:
-            return str(row[k])
-    return "?"
+def _impl(row: dict) -> str:
+    return str(row.get("impl", "?"))
 
 
 def is_ours(row: dict) -> bool:
-    return bool(row["ours"]) if "ours" in row else _norm(impl_of(row)) in OUR_NAMES
-
-
-def first(row: dict, keys):
-    for k in keys:
-        if row.get(k) is not None:
-            return row[k]
-    return None
+    return bool(row.get("ours"))
 
 
 def case_of(row: dict) -> dict:
-    """The row's case: its shape keys under ANCHORS.md's spelling, dtypes as bf16/fp16/fp32."""
+    """The row's case: its shape keys (no measurements), dtypes spelled bf16/fp16/fp32."""
     case = {}
     for k, v in row.items():
         if k in NOT_CASE or isinstance(v, (dict, list)) or (_METRIC.search(k) and k not in CASE_KEEP):
             continue
-        key = ALIASES.get(k, k)
-        if key in ("dtype", "precision") and isinstance(v, str):
-            v = DTYPES.get(v, v)
-        case[key] = v
+        case[k] = DTYPES.get(v, v) if k == "dtype" else v
     return case
 
 
@@ -90,10 +61,8 @@ def matches(anchor_case: dict, case: dict) -> bool:
 def context_anchor(suite: str, impl: str, case: dict):
     """ANCHORS.md's anchor for baseline ``impl`` at ``case`` (suite names like training_v100 map to training)."""
     base_suite = suite.split("_")[0]
-    name = _norm(impl)
     for a in ANCHORS:
-        if a.suite == base_suite and (name == a.impl or name in IMPL_SYNONYMS.get(a.impl, ())) \
-                and matches(a.case, case):
+        if a.suite == base_suite and impl in (a.impl, IMPL_SYNONYMS.get(a.impl)) and matches(a.case, case):
             return a
     return None
 
@@ -141,17 +110,17 @@ def suite_section(name: str, entry: dict) -> list[str]:
                   + (" | fwd ms: ours / anchor (ratio)" if fwd else "") + f" | ANCHORS.md {CARD} (context) |",
                   "|---|---|---|---|---|---|---|---|---|" + ("---|" if fwd else "")]
         for r in ours:
-            case, ms, mib = case_of(r), first(r, MS_KEYS), first(r, MIB_KEYS)
+            case, ms, mib = case_of(r), r.get("ms"), r.get("peak_mib")
             head = f"| {_case_text(case)} | {_fmt(ms)} | {_fmt(mib)} | "
             partners = [b for b in base if same_case(case, case_of(b))]
             shown = []
             for b in partners:
-                b_ms, b_mib = first(b, MS_KEYS), first(b, MIB_KEYS)
-                a = None if b.get("size") == "tiny" else context_anchor(name, impl_of(b), case_of(b))
+                b_ms, b_mib = b.get("ms"), b.get("peak_mib")
+                a = None if b.get("size") == "tiny" else context_anchor(name, _impl(b), case_of(b))
                 shown.append(a)
                 fwd_cell = (f" | {_fmt(r.get('fwd_ms'))} / {_fmt(b.get('fwd_ms'))} "
                             f"({_ratio(b.get('fwd_ms'), r.get('fwd_ms'))})") if fwd else ""
-                lines.append(f"{head}{impl_of(b)} | {_fmt(b_ms)} | {_ratio(b_ms, ms)} | {_fmt(b_mib)} | "
+                lines.append(f"{head}{_impl(b)} | {_fmt(b_ms)} | {_ratio(b_ms, ms)} | {_fmt(b_mib)} | "
                              f"{_ratio(b_mib, mib)}{fwd_cell} | {_anchor_text(a)} |")
             # ANCHORS.md baselines at this case that this run did not measure: context only, no ratio.
             unmatched = [] if r.get("size") == "tiny" else [
@@ -167,13 +136,13 @@ def suite_section(name: str, entry: dict) -> list[str]:
         lines += ["No row is marked as ours (`\"ours\": true`); all rows:", ""]
     noted = [r for r in ok if r.get("note")]
     if noted:
-        lines += ["Notes:", ""] + [f"- {impl_of(r)} at {_case_text(case_of(r))}: {r['note']}" for r in noted] + [""]
+        lines += ["Notes:", ""] + [f"- {_impl(r)} at {_case_text(case_of(r))}: {r['note']}" for r in noted] + [""]
     failed = [r for r in rows if r.get("status", "ok") != "ok"]
     if failed:
         lines += ["Not measured:", ""]
         for r in failed:
             why = r.get("error") or r.get("note") or ""
-            lines.append(f"- {impl_of(r)} at {_case_text(case_of(r))}: **{r.get('status')}** {why}".rstrip())
+            lines.append(f"- {_impl(r)} at {_case_text(case_of(r))}: **{r.get('status')}** {why}".rstrip())
         lines.append("")
     if rows:
         lines += _all_rows(rows)
@@ -190,7 +159,7 @@ def _targets(suite: str, ours: list[dict]) -> list[str]:
         for r in ours:
             if r.get("size") == "tiny" or not matches(t.case, case_of(r)):
                 continue
-            value = first(r, MS_KEYS) if t.metric == "ms" else first(r, MIB_KEYS)
+            value = r.get("ms") if t.metric == "ms" else r.get("peak_mib")
             if value is None:
                 continue
             verdict = "met" if value <= t.limit else "NOT met"

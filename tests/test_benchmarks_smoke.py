@@ -72,11 +72,11 @@ def test_report_matches_rows_only_at_the_same_case():
             {"impl": "sdpa", "ours": False, "L": 100, "dtype": "fp32", "ms": 2.0, "fwd_ms": 1.0, "status": "ok"}]
     text = report.render(_results(rows, suite="attention"))
     assert "(none run)" in text and "2.00×" not in text
-    rows[1]["dtype"] = "torch.bfloat16"
+    rows[1]["dtype"] = "bfloat16"
     text = report.render(_results(rows, suite="attention"))
     assert "| sdpa | 2 | 2.00× |" in text and "0.5 / 1 (2.00×)" in text
-    assert report.case_of({"impl": "x", "dtype": "torch.bfloat16", "ms": 1.0, "gbs": 3.2, "seq_len": 5}) == \
-        {"dtype": "bf16", "L": 5}
+    assert report.case_of({"impl": "x", "dtype": "float32", "ms": 1.0, "gbs": 3.2, "fwd_peak_mib": 2.0, "L": 5,
+                           "segment_s": 3, "compile_s": 9.0}) == {"dtype": "fp32", "L": 5, "segment_s": 3}
 
 
 def test_report_shows_anchors_md_baselines_not_run_as_context():
