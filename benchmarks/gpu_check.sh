@@ -31,7 +31,7 @@ DRY=${DRY_RUN_CPU:-0}
 BUDGET=${GPU_CHECK_BUDGET_S:-470}
 RESERVE=25  # seconds kept for readme-table and report
 START=$(date +%s)
-mkdir -p "$OUT"
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)  # absolute: the steps run from $WORK
 WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)
 LOG="$OUT/gpu_check.log"
 STEPS="$WORK/steps.tsv"
