@@ -151,7 +151,8 @@ def plot(results: dict, path: str) -> None:
                 ooms = [float(r["segment_s"]) for r in rows
                         if r["impl"] == model and r["rate"] == rate and r.get("status") == "oom"]
                 if pts:
-                    line, = ax.plot(*zip(*pts), marker="o", label=f"{NAMES[model]}, {rate / 1000:g} kHz")
+                    line, = ax.plot(*zip(*pts), marker="o", linestyle="-" if rate < 30000 else "--",
+                                    label=f"{NAMES[model]}, {rate / 1000:g} kHz")
                     drawn = True
                     if ooms:
                         ax.plot(ooms, [max(p[1] for p in pts)] * len(ooms), "x", color=line.get_color(), ms=9)
