@@ -19,13 +19,12 @@ pytest:  test_* functions are CPU regression checks (make bench-check): ratios a
 
 import argparse
 import gc
-import math
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
-from common import card_name, check_ratio, peak_extra_mib, time_ms, write_json
+from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, time_ms, write_json
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from trackformer.kernels import favor_attention, orthogonal_random_features
@@ -212,15 +211,6 @@ CHECK_TIME = dict(b=1, h=4, length=4096, d=64, m=256)
 CHECK_MEMORY = dict(b=1, h=4, length=16384, d=16, m=256)
 
 
-def _interleaved_min_ms(fns, reps: int) -> list[float]:
-    best = [math.inf] * len(fns)
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], (time.perf_counter() - t0) * 1e3)
-    return best
-
 
 def _cpu_steps(cfg):
     q, k, v = (torch.randn(cfg["b"], cfg["h"], cfg["length"], cfg["d"], requires_grad=True) for _ in range(3))
@@ -252,7 +242,7 @@ class _LargestTensor(TorchDispatchMode):
 def test_favor_chunked_vs_reference_cpu(benchmark, monkeypatch):
     monkeypatch.setenv("TRACKFORMER_FAVOR_BACKEND", "chunked")
     ours, reference = _cpu_steps(CHECK_TIME)
-    ref_ms, ours_ms = _interleaved_min_ms([reference, ours], reps=3)
+    ref_ms, ours_ms = interleaved_min_ms([reference, ours], reps=3)
     benchmark.pedantic(ours, rounds=2, iterations=1)
     check_ratio(benchmark, "favor_chunked_vs_reference_fwd_bwd_cpu", ref_ms, ours_ms)
 

@@ -21,13 +21,11 @@ pytest:  test_* functions below are CPU regression checks (make bench-check); sc
 import argparse
 import gc
 import importlib.util
-import math
 import os
 import sys
-import time
 
 import torch
-from common import card_name, check_ratio, peak_extra_mib, time_ms, write_json
+from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, time_ms, write_json
 
 from trackformer.mixit import mixit_bruteforce, mixit_loss
 from trackformer.mixit.search import assignment_digits
@@ -295,16 +293,6 @@ def main(argv=None) -> int:
 CHECK = dict(batch=4, m=8, n=2, samples=RATE)
 
 
-def _interleaved_min_ms(fns, reps: int) -> list[float]:
-    best = [math.inf] * len(fns)
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], (time.perf_counter() - t0) * 1e3)
-    return best
-
-
 def _cpu_steps(*impls):
     est, mix = make_inputs(CHECK["batch"], CHECK["m"], CHECK["n"], CHECK["samples"], "cpu")
     steps = []
@@ -316,14 +304,14 @@ def _cpu_steps(*impls):
 
 def test_mixit_loss_vs_bruteforce_cpu(benchmark):
     ours, brute = _cpu_steps("ours", "bruteforce")
-    brute_ms, ours_ms = _interleaved_min_ms([brute, ours], reps=2)
+    brute_ms, ours_ms = interleaved_min_ms([brute, ours], reps=2)
     benchmark.pedantic(ours, rounds=3, iterations=1)
     check_ratio(benchmark, "mixit_loss_vs_bruteforce_cpu", brute_ms, ours_ms)
 
 
 def test_mixit_loss_vs_vectorised_splitk_cpu(benchmark):
     ours, vectorised = _cpu_steps("ours", "vectorised-splitk")
-    vec_ms, ours_ms = _interleaved_min_ms([vectorised, ours], reps=3)
+    vec_ms, ours_ms = interleaved_min_ms([vectorised, ours], reps=3)
     benchmark.pedantic(ours, rounds=3, iterations=1)
     check_ratio(benchmark, "mixit_loss_vs_vectorised_splitk_cpu", vec_ms, ours_ms)
 

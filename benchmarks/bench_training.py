@@ -33,7 +33,7 @@ import sys
 import time
 
 import torch
-from common import card_name, check_ratio, peak_extra_mib, time_ms, write_json
+from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, time_ms, write_json
 
 from trackformer.baselines import ConvTasNet
 from trackformer.mixit import mixit_loss
@@ -323,22 +323,11 @@ def _cpu_step(name: str):
     return make_step(model, mixture, refs)
 
 
-def _interleaved_min_ms(fns, reps: int) -> list[float]:
-    """Fastest of ``reps`` runs of each fn, alternating between them, so load from other processes on a shared
-    CPU slows both sides alike (the minimum is the least disturbed sample)."""
-    best = [math.inf] * len(fns)
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], (time.perf_counter() - t0) * 1e3)
-    return best
-
 
 def test_training_step_performer_vs_convtasnet(benchmark):
     performer, convtasnet = _cpu_step("performer"), _cpu_step("convtasnet")
     performer(), convtasnet()  # warm-up
-    conv_ms, perf_ms = _interleaved_min_ms([convtasnet, performer], reps=3)
+    conv_ms, perf_ms = interleaved_min_ms([convtasnet, performer], reps=3)
     benchmark.pedantic(performer, rounds=3, iterations=1)
     check_ratio(benchmark, "training_step_performer_vs_convtasnet_cpu", conv_ms, perf_ms)
 

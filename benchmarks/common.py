@@ -6,6 +6,7 @@ before it (MiB); on the CPU it is not measured (``None``).
 """
 
 import json
+import math
 import os
 import statistics
 import time
@@ -36,6 +37,18 @@ def time_ms(fn, device, *, warmup: int = 2, reps: int = 7) -> float:
             fn()
             samples.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(samples)
+
+
+def interleaved_min_ms(fns, reps: int) -> list[float]:
+    """Fastest of ``reps`` CPU runs of each fn (ms), alternating between them, so load from other processes on a
+    shared machine slows every side alike (the minimum is the least disturbed sample). For same-run ratios."""
+    best = [math.inf] * len(fns)
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], (time.perf_counter() - t0) * 1e3)
+    return best
 
 
 def peak_extra_mib(fn, device) -> float | None:

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run benchmarks/run_all.py of the source checkout in a subprocess.")
     p.add_argument("--quick", action="store_true", help="small shapes only")
     _add_common(p)
-    p.add_argument("--out-dir", default=None, help="results folder (run_all.py's default: bench_out)")
+    p.add_argument("--out-dir", default=None, help="results folder (run_all.py's default: outputs/bench)")
     p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget for all suites")
     p.add_argument("--suites", default=None, help="comma-separated suites (default all)")
     p.set_defaults(func=_cmd_bench)
