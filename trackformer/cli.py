@@ -23,17 +23,9 @@ DEFAULT_CHECKPOINT = os.path.join("outputs", "demo", "model.pt")  # what `trackf
 
 def _device(name: str):
     """'auto' -> cuda if available else cpu; a clear ValueError for CUDA requested on a machine without it."""
-    import torch
+    from trackformer.train.distributed import resolve_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"--device: unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    return device
+    return resolve_device(name)
 
 
 def _cmd_separate(args) -> int:

@@ -18,7 +18,7 @@ import uuid
 
 import numpy as np
 
-from trackformer.data.audio import AudioFileError, audio_info, check_channels, check_rate, write_audio
+from trackformer.data.audio import AudioFileError, audio_info, write_audio
 from trackformer.data.songs import FileSong, SongCollection, Stem
 
 SUBDIR = "moisesdb_v0.1"
@@ -41,15 +41,9 @@ class MoisesDB(SongCollection):
 
     def __init__(self, root: str, *, sample_rate: int = 44100, channels: int = 2, max_stems: int | None = 4,
                  stem_groups: dict[str, tuple[str, ...]] | None = None):
-        self.sample_rate = check_rate("sample_rate", sample_rate)
-        self.channels = check_channels(channels)
-        if max_stems is not None and max_stems < 1:
-            raise ValueError(f"max_stems must be >= 1 or None, got {max_stems}")
-        if not os.path.isdir(root):
-            raise FileNotFoundError(f"MoisesDB root is not a directory: {root}")
+        self._index_settings(root, "MoisesDB", sample_rate=sample_rate, channels=channels, max_stems=max_stems)
         self.root = os.path.join(root, SUBDIR) if os.path.isdir(os.path.join(root, SUBDIR)) else root
-        self.max_stems, self.stem_groups = max_stems, stem_groups
-        self.songs, self.skipped = [], []
+        self.stem_groups = stem_groups
         for entry in sorted(os.listdir(self.root)):
             folder = os.path.join(self.root, entry)
             if entry.startswith(".") or not os.path.isfile(os.path.join(folder, "data.json")):

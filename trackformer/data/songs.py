@@ -7,13 +7,14 @@ frames at ``song.sample_rate``; seconds appear only in ``duration``.
 
 import hashlib
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from trackformer.data.audio import AudioInfo, add_audio
+from trackformer.data.audio import AudioInfo, add_audio, check_channels, check_rate
 
 log = logging.getLogger("trackformer.data")
 
@@ -135,6 +136,17 @@ class SongCollection:
 
     songs: list[Song]
     skipped: list[tuple[str, str]]
+
+    def _index_settings(self, root: str, what: str, *, sample_rate: int, channels: int, max_stems: int | None):
+        """Validates and stores the settings every collection shares; starts empty ``songs`` and ``skipped``."""
+        self.sample_rate = check_rate("sample_rate", sample_rate)
+        self.channels = check_channels(channels)
+        if max_stems is not None and max_stems < 1:
+            raise ValueError(f"max_stems must be >= 1 or None, got {max_stems}")
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"{what} root is not a directory: {root}")
+        self.max_stems = max_stems
+        self.songs, self.skipped = [], []
 
     def __len__(self) -> int:
         return len(self.songs)

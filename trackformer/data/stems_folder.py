@@ -8,7 +8,7 @@ sum of the stems. Hidden entries are ignored.
 
 import os
 
-from trackformer.data.audio import AUDIO_EXTENSIONS, AudioFileError, audio_info, check_channels, check_rate
+from trackformer.data.audio import AUDIO_EXTENSIONS, AudioFileError, audio_info
 from trackformer.data.songs import FileSong, SongCollection, Stem
 
 
@@ -17,14 +17,8 @@ class StemsFolder(SongCollection):
     ``split``, ``summary``). A song with an unreadable stem file is skipped whole, with the file and reason."""
 
     def __init__(self, root: str, *, sample_rate: int = 44100, channels: int = 2, max_stems: int | None = 4):
-        self.sample_rate = check_rate("sample_rate", sample_rate)
-        self.channels = check_channels(channels)
-        if max_stems is not None and max_stems < 1:
-            raise ValueError(f"max_stems must be >= 1 or None, got {max_stems}")
-        if not os.path.isdir(root):
-            raise FileNotFoundError(f"stems folder root is not a directory: {root}")
-        self.root, self.max_stems = root, max_stems
-        self.songs, self.skipped = [], []
+        self._index_settings(root, "stems folder", sample_rate=sample_rate, channels=channels, max_stems=max_stems)
+        self.root = root
         for entry in sorted(os.listdir(root)):
             folder = os.path.join(root, entry)
             if entry.startswith(".") or not os.path.isdir(folder):
