@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     for name, model_config in configs.items():
         config = TrainConfig(model=name, model_config=model_config, data="moisesdb", root=args.data_dir,
                              sample_rate=SAMPLE_RATE, channels=1, segment_seconds=args.segment,
-                             batch_size=args.batch_size, lr=args.lr, warmup_steps=50, max_steps=10**9,
+                             batch_size=args.batch_size, lr=args.lr, warmup_steps=50, max_steps=None,
                              max_minutes=args.minutes, examples_per_epoch=2000, valid_examples=0,
                              workers=args.workers, log_every=10, eval_every=10**9, checkpoint_every=10**9,
                              seed=args.seed, device=str(device), run_dir=os.path.join(args.out, name))

@@ -122,6 +122,15 @@ def test_max_minutes_stops_with_checkpoint_and_resumes(tmp_path):
     assert len(train_losses(cfg.run_dir)) == 3  # steps 1, 2, 3; the broken line is gone
 
 
+def test_a_time_budget_alone_bounds_the_run(tmp_path):
+    cfg = tiny(tmp_path, max_steps=None, epochs=None, max_minutes=1e-5)
+    assert load_checkpoint(fit(cfg))["reason"] == "max_minutes"
+    with pytest.raises(ValueError, match="needs an end"):
+        cfg.replace(max_minutes=None)
+    with pytest.raises(ValueError, match="needs decay_steps"):
+        cfg.replace(lr_schedule="cosine")
+
+
 def test_aux_losses_are_added_with_their_weights(tmp_path):
     cfg = tiny(tmp_path, max_steps=2, diversity_weight=0.5, sparsity_weight=0.25)
     fit(cfg)

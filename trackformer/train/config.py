@@ -108,8 +108,10 @@ class TrainConfig:
             positive_int(name, allow_zero=True)
         for name in ("max_steps", "epochs", "decay_steps"):
             positive_int(name, allow_none=True)
-        if self.max_steps is None and self.epochs is None:
-            raise ValueError("TrainConfig: set max_steps or epochs (or both); the run needs an end")
+        if self.max_steps is None and self.epochs is None and self.max_minutes is None:
+            raise ValueError("TrainConfig: set max_steps, epochs or max_minutes; the run needs an end")
+        if self.lr_schedule == "cosine" and self.max_steps is None and self.epochs is None and not self.decay_steps:
+            raise ValueError("TrainConfig: a cosine schedule bounded only by max_minutes needs decay_steps")
         for name in ("segment_seconds", "synthetic_seconds", "lr"):
             number(name, lo=0, lo_open=True)
         for name in ("weight_decay", "grad_clip", "diversity_weight", "sparsity_weight", "snr_max"):

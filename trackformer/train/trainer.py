@@ -78,7 +78,7 @@ def model_spec(config: TrainConfig) -> tuple[str, dict]:
     return config.model, spec
 
 
-def _lr_factor(config: TrainConfig, total_steps: int):
+def _lr_factor(config: TrainConfig, total_steps: float):
     """Multiplier of the base lr after ``step`` optimizer steps: linear warm-up, then constant or cosine to 0."""
     warmup = config.warmup_steps
     decay = config.decay_steps or total_steps
@@ -291,7 +291,7 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise ValueError(f"examples_per_epoch ({cfg.examples_per_epoch}) is smaller than one global batch "
                              f"(batch_size {cfg.batch_size} x {dist_info.world_size} process(es))")
-        total = int(min(cfg.max_steps or math.inf, (cfg.epochs or math.inf) * self.steps_per_epoch))
+        total = min(cfg.max_steps or math.inf, (cfg.epochs or math.inf) * self.steps_per_epoch)  # inf: time-bound
         ckpt_file = checkpoint_path(cfg.run_dir)
 
         seed_everything(cfg.seed)
@@ -604,10 +604,10 @@ class _RunLogger:
             self._scalars(f"{self.stage}/valid", step, metrics)
             log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
-    def progress(self, total: int, initial: int):
+    def progress(self, total: float, initial: int):
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=initial, disable=not self.enabled,
+        return tqdm(total=None if math.isinf(total) else total, initial=initial, disable=not self.enabled,
                     desc=self.stage, unit="step", dynamic_ncols=True, mininterval=1.0)
 
     def close(self) -> None:
