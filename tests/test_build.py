@@ -4,6 +4,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -26,10 +27,26 @@ def _archs(nvcc):
     return sorted({oldest, "90"} & have)
 
 
-def test_extension_loads():
+def test_extension_loads_and_exposes_the_ops():
     from trackformer import _ext
 
-    assert _ext.ops() is torch.ops.trackformer
+    ops = _ext.ops()
+    assert ops is torch.ops.trackformer
+    assert hasattr(ops, "mixit_search") and hasattr(ops, "mixit_stats")
+
+
+def test_missing_extension_names_what_to_build(monkeypatch):
+    import trackformer
+    from trackformer import _ext
+
+    _ext.ops.cache_clear()
+    monkeypatch.delattr(trackformer, "_C", raising=False)
+    monkeypatch.setitem(sys.modules, "trackformer._C", None)  # what an absent or broken build looks like
+    try:
+        with pytest.raises(RuntimeError, match=r"trackformer\._C.*make build"):
+            _ext.ops()
+    finally:
+        _ext.ops.cache_clear()
 
 
 @pytest.mark.parametrize("source", CU_FILES, ids=[os.path.relpath(p, ROOT) for p in CU_FILES])
