@@ -45,4 +45,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf build *.egg-info trackformer/*.so .pytest_cache .benchmarks
+	rm -rf build *.egg-info trackformer/*.so .pytest_cache .benchmarks $(STAMP)

@@ -139,6 +139,13 @@ def test_cuda_requested_without_cuda(tmp_path, capsys, checkpoint):
     assert rc == 1 and "CUDA is not available" in err
 
 
+def test_zero_chunk_seconds_is_an_error_not_the_default(tmp_path, capsys, checkpoint):
+    good = write_wav(tmp_path / "good.wav", 0.1 * np.ones((2, 4000)))
+    rc, _, err = run_cli(capsys, "separate", good, "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
+                         "--chunk-seconds", "0", "--device", "cpu", "-q")
+    assert rc == 1 and "chunk" in err and "Traceback" not in err
+
+
 def test_bench(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "benchmarks_script", lambda: str(tmp_path / "benchmarks" / "run_all.py"))
     rc, _, err = run_cli(capsys, "bench", "--quick")

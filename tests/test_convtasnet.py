@@ -122,6 +122,7 @@ def test_from_config_rejects_unknown_keys():
     (torch.randn(2, 100), ValueError, "shape"),
     (torch.ones(1, 1, 10, dtype=torch.int64), TypeError, "floating"),
     (torch.randn(1, 1, 0), ValueError, "one sample"),
+    (torch.full((1, 1, 10), float("inf")), ValueError, "NaN or inf"),
     ([[0.0]], TypeError, "Tensor"),
 ])
 def test_bad_input(x, error, match):

@@ -43,6 +43,8 @@ def test_bad_eps_and_device_mismatch():
     for eps in (-1.0, float("nan"), float("inf"), "1e-4"):
         with pytest.raises(ValueError, match="eps"):
             favor_attention(q, k, v, w, eps=eps)
+        with pytest.raises(ValueError, match="eps"):
+            favor_features(q, w, is_query=True, eps=eps)
     with pytest.raises(ValueError, match="one device"):
         favor_attention(q, k.to("meta"), v, w)
     with pytest.raises(TypeError, match="is_query"):

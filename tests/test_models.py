@@ -257,6 +257,7 @@ def test_bad_config_types():
     (torch.randn(1, 1, 100), ValueError, "channels=2"),
     (torch.ones(1, 2, 100, dtype=torch.int16), TypeError, "floating"),
     (torch.randn(1, 2, 0), ValueError, "one sample"),
+    (torch.randn(1, 2, 100).index_fill_(2, torch.tensor([7]), float("nan")), ValueError, "NaN or inf"),
     ("audio.wav", TypeError, "Tensor"),
 ])
 def test_bad_input(x, error, match):

@@ -13,19 +13,15 @@ version, CUDA out of memory) print one line on stderr and exit with status 1; ``
 """
 
 import argparse
-import importlib
 import os
 import subprocess
 import sys
 
+from trackformer.data import cli as data_cli
+from trackformer.train import cli as train_cli
+from trackformer.train.distributed import resolve_device
+
 DEFAULT_CHECKPOINT = os.path.join("outputs", "demo", "model.pt")  # what `trackformer demo` trains
-
-
-def _device(name: str):
-    """'auto' -> cuda if available else cpu; a clear ValueError for CUDA requested on a machine without it."""
-    from trackformer.train.distributed import resolve_device
-
-    return resolve_device(name)
 
 
 def _cmd_separate(args) -> int:
@@ -44,9 +40,9 @@ def _cmd_separate(args) -> int:
     if clash:
         raise ValueError(f"several inputs would write to the same folder {clash[0]}; separate them in two runs "
                          "with different -o")
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model, info = load_separator(checkpoint, device)
-    chunk = args.chunk_seconds or info.get("segment_seconds") or 10.0
+    chunk = args.chunk_seconds if args.chunk_seconds is not None else info.get("segment_seconds") or 10.0
     overlap = args.overlap if args.overlap is not None else chunk / 4
     for song in args.songs:
         result = separate_file(model, song, args.output, chunk_seconds=chunk, overlap_seconds=overlap,
@@ -62,7 +58,7 @@ def _cmd_evaluate(args) -> int:
     from trackformer.evaluate import format_table, run_evaluation
 
     result = run_evaluation(args.checkpoint, args.data, segment_seconds=args.segment, n=args.n, split=args.split,
-                            stems=args.stems, out_dir=args.output, device=_device(args.device),
+                            stems=args.stems, out_dir=args.output, device=resolve_device(args.device),
                             progress=not args.quiet)
     print(format_table(result["summary"]))
     print(f"{len(result['segments'])} segments of {args.segment:g} s from {result['songs']} songs "
@@ -83,7 +79,7 @@ def _cmd_bench(args) -> int:
     if not os.path.isfile(script):
         raise FileNotFoundError(f"{script} not found: `trackformer bench` needs a source checkout of trackformer "
                                 "(git clone, then `make install`); an installed wheel has no benchmarks")
-    cmd = [sys.executable, script, "--device", str(_device(args.device))] + (["--quick"] if args.quick else [])
+    cmd = [sys.executable, script, "--device", str(resolve_device(args.device))] + (["--quick"] if args.quick else [])
     for option in ("out_dir", "budget_s", "suites"):
         if getattr(args, option) is not None:
             cmd += ["--" + option.replace("_", "-"), str(getattr(args, option))]
@@ -93,7 +89,7 @@ def _cmd_bench(args) -> int:
 def _cmd_demo(args) -> int:
     from trackformer.demo import run_demo
 
-    run_demo(out_dir=args.output, minutes=args.minutes, device=_device(args.device), n_songs=args.songs)
+    run_demo(out_dir=args.output, minutes=args.minutes, device=resolve_device(args.device), n_songs=args.songs)
     return 0
 
 
@@ -102,24 +98,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="compute device: auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the full traceback on errors")
-
-
-def _register_external(sub, module: str, commands: tuple[str, ...]) -> None:
-    """Calls ``module.add_parser(sub)``; while that module has not landed, registers placeholders that say so."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name not in (module, module.rsplit(".", 1)[0]):
-            raise
-        for name in commands:
-            p = sub.add_parser(name, help=f"(unavailable: {module} is not installed)")
-            p.set_defaults(func=lambda args, m=module: _unavailable(m))
-        return
-    mod.add_parser(sub)
-
-
-def _unavailable(module: str) -> int:
-    raise RuntimeError(f"this command needs {module}, which is missing from this installation")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
 
-    _register_external(sub, "trackformer.train.cli", ("train", "pretrain"))
-    _register_external(sub, "trackformer.data.cli", ("data",))
+    train_cli.add_parser(sub)
+    data_cli.add_parser(sub)
 
     p = sub.add_parser("bench", help="run the benchmarks (source checkout only)",
                        description="Run benchmarks/run_all.py of the source checkout in a subprocess.")

@@ -77,6 +77,10 @@ def _check_inputs(q, k, v, projection, eps) -> None:
     if d not in HEAD_DIMS:
         raise ValueError(f"head_dim D must be one of {HEAD_DIMS}, got {d}")
     _check_projection(projection, d, q.device)
+    _check_eps(eps)
+
+
+def _check_eps(eps) -> None:
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps < float("inf"):
         raise ValueError(f"eps must be a finite float >= 0, got {eps!r}")
 
@@ -186,4 +190,5 @@ def favor_features(x: torch.Tensor, projection: torch.Tensor, *, is_query: bool,
     if not isinstance(is_query, bool):
         raise TypeError(f"is_query must be a bool, got {type(is_query).__name__}")
     _check_projection(projection, x.shape[-1], x.device)
+    _check_eps(eps)
     return favor_features_reference(x, projection, is_query=is_query, eps=eps).to(x.dtype)

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from trackformer.metrics import si_snr
 from trackformer.mixit.search import SEARCH_EPS, search
 from trackformer.mixit.stats import accumulation_dtype, flatten_inputs, statistics
 
@@ -34,15 +35,12 @@ def per_mixture_loss(remixed: torch.Tensor, mixtures: torch.Tensor, tau: float, 
 
     Args: remixed, mixtures (..., L) in the accumulation dtype; tau from :func:`snr_tau`; loss_type one of
         LOSS_TYPES: "thresholded_snr" 10·log10(‖x − r‖² + τ‖x‖² + 1e-8); "neg_snr" the same minus
-        10·log10(‖x‖² + 1e-8) (the negative SNR, capped at snr_max); "neg_sisnr" −SI-SNR(r, x) (zero-mean, eps 1e-8).
+        10·log10(‖x‖² + 1e-8) (the negative SNR, capped at snr_max); "neg_sisnr" −SI-SNR(r, x)
+        (trackformer.metrics.si_snr).
     Returns: (...) losses.
     """
     if loss_type == "neg_sisnr":
-        r = remixed - remixed.mean(-1, keepdim=True)
-        x = mixtures - mixtures.mean(-1, keepdim=True)
-        alpha = (r * x).sum(-1, keepdim=True) / (x.pow(2).sum(-1, keepdim=True) + SEARCH_EPS)
-        target = alpha * x
-        return -10 * torch.log10((target.pow(2).sum(-1) + SEARCH_EPS) / ((target - r).pow(2).sum(-1) + SEARCH_EPS))
+        return -si_snr(remixed, mixtures, SEARCH_EPS)
     energy = mixtures.pow(2).sum(-1)
     loss = 10 * torch.log10((mixtures - remixed).pow(2).sum(-1) + tau * energy + SEARCH_EPS)
     if loss_type == "neg_snr":

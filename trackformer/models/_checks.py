@@ -4,7 +4,8 @@ import torch
 
 
 def check_mixture(mixture, *, channels: int | None, device: torch.device) -> None:
-    """Raises TypeError/ValueError unless ``mixture`` is a floating (B, C, T) tensor on ``device``.
+    """Raises TypeError/ValueError unless ``mixture`` is a finite floating (B, C, T) tensor on ``device``
+    (the finiteness check is skipped while compiling or capturing a CUDA graph).
 
     ``channels``: the required C, or None for any C >= 1.
     """
@@ -23,3 +24,6 @@ def check_mixture(mixture, *, channels: int | None, device: torch.device) -> Non
         raise ValueError(f"mixture needs at least one channel, got shape {tuple(mixture.shape)}")
     if mixture.device != device:
         raise ValueError(f"mixture is on {mixture.device} but the model is on {device}; move one of them")
+    capturing = mixture.is_cuda and torch.cuda.is_current_stream_capturing()
+    if not (torch.compiler.is_compiling() or capturing) and not bool(torch.isfinite(mixture).all()):
+        raise ValueError("mixture contains NaN or inf samples; clean the input audio first")

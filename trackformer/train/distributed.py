@@ -43,6 +43,9 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"device {name!r} is not a valid torch device ('cpu', 'cuda', 'cuda:1', 'auto')") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                         "device(s), numbered from 0")
     return device
 
 
