@@ -16,7 +16,8 @@
 #                 trackformer/, plus kernels -> ../kernels (what setup.py's package_dir does when installed)
 #                 and the freshly built _C; PYTHONPATH=WORK/pkg. Python commands run from WORK so the
 #                 repository root (which holds a trackformer/ without kernels/) is not on sys.path.
-#   gpu-tests     pytest -m gpu over tests/
+#   gpu-tests     pytest -m gpu over tests/ (the package imported from the shim first)
+#   convtasnet-parity  our ConvTasNet vs torchaudio's (installed on the GPU image) with the same weights
 #   benchmarks    benchmarks/run_all.py --quick (attention, mixit, training, training_v100) with what is left
 #   readme-table  benchmarks/readme_table.py: the README results table and plot
 #   report        $OUT/gpu_report.md and $OUT/gpu_report.json (steps + all benchmark results)
@@ -132,8 +133,15 @@ for op in sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswit
 "
 
 # --- GPU tests -----------------------------------------------------------------------------------------------
-step gpu-tests 100 "$PY" -m pytest "$REPO/tests" -m gpu -q -p no:cacheprovider --rootdir "$REPO" \
+# pytest puts the repository root (the root conftest.py's folder) first on sys.path, where trackformer/ has no
+# kernels/ and no CUDA _C: import the package from the shim before pytest starts, so sys.modules keeps the shim's.
+PYTEST_VIA_SHIM="import sys, torch, trackformer, trackformer.kernels, trackformer.mixit, pytest; \
+sys.exit(pytest.main(sys.argv[1:]))"
+step gpu-tests 200 "$PY" -c "$PYTEST_VIA_SHIM" "$REPO/tests" -m gpu -q -p no:cacheprovider --rootdir "$REPO" \
   -c "$REPO/pyproject.toml" --continue-on-collection-errors
+# The GPU image has torchaudio: check our ConvTasNet against torchaudio's with the same weights.
+step convtasnet-parity 60 "$PY" -c "$PYTEST_VIA_SHIM" "$REPO/tests/test_convtasnet.py" -k torchaudio -q -rs \
+  -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml"
 
 # --- benchmarks ----------------------------------------------------------------------------------------------
 bench_budget=$(($(left) - RESERVE - 10))

@@ -132,7 +132,7 @@ def test_float64_is_rejected_on_triton():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # fp16: interpreter tests (compile time)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("length", [517, 5168])
 def test_cuda_matches_reference(dtype, length):
     _check(2, 4, length, length, 64, 256, dtype=dtype, device="cuda")

@@ -11,6 +11,7 @@ for CPU tensors), ``reference`` (the plain formula, differentiated by autograd).
 tensors needs ``TRITON_INTERPRET=1``.
 """
 
+import contextlib
 import os
 
 import torch
@@ -20,6 +21,7 @@ from .reference import favor_attention_reference, favor_features_reference, math
 
 HEAD_DIMS = (16, 32, 64, 128)
 MAX_FEATURES = 512
+MAX_TRITON_LENGTH = 65535 * 32  # CUDA grid y limit × the smallest row tile of the query-side kernels
 BACKENDS = ("auto", "triton", "chunked", "reference")
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -100,14 +102,20 @@ def _impl(backend: str, q: torch.Tensor):
     return chunked, chunked
 
 
+def _on_device(x: torch.Tensor):
+    """Makes x's GPU the current one while kernels launch (Triton launches on the current device)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 @torch.library.custom_op("trackformer::favor_attention", mutates_args=())
 def _favor_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projection: torch.Tensor, eps: float,
                         backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                                torch.Tensor, torch.Tensor]:
     fwd, _ = _impl(backend, q)
     w = projection.to(math_dtype(q.dtype)).contiguous()
-    state_s, state_z, kmax = fwd.kv_state(_rows(k), _rows(v), w, eps=eps)
-    out, qmax, den = fwd.attend(_rows(q), w, state_s, state_z, eps=eps)
+    with _on_device(q):
+        state_s, state_z, kmax = fwd.kv_state(_rows(k), _rows(v), w, eps=eps)
+        out, qmax, den = fwd.attend(_rows(q), w, state_s, state_z, eps=eps)
     return out, state_s, state_z, kmax, qmax, den
 
 
@@ -127,8 +135,9 @@ def _favor_attention_backward_op(grad: torch.Tensor, q: torch.Tensor, k: torch.T
                                  eps: float, backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _, bwd = _impl(backend, q)
     w = projection.to(math_dtype(q.dtype)).contiguous()
-    return bwd.backward(_rows(grad), _rows(q), _rows(k), _rows(v), w, out.contiguous(), state_s.contiguous(),
-                        state_z.contiguous(), kmax.contiguous(), qmax.contiguous(), den.contiguous(), eps=eps)
+    with _on_device(q):
+        return bwd.backward(_rows(grad), _rows(q), _rows(k), _rows(v), w, out.contiguous(), state_s.contiguous(),
+                            state_z.contiguous(), kmax.contiguous(), qmax.contiguous(), den.contiguous(), eps=eps)
 
 
 @_favor_attention_backward_op.register_fake
@@ -170,6 +179,9 @@ def favor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projectio
                                   "trackformer's encoder is non-causal (causal=False)")
     _check_inputs(q, k, v, projection, eps)
     backend = _backend(q.device)
+    if backend == "triton" and max(q.shape[2], k.shape[2]) > MAX_TRITON_LENGTH:
+        raise ValueError(f"the Triton FAVOR+ kernels take sequences of up to {MAX_TRITON_LENGTH} rows (CUDA grid "
+                         f"limit), got Lq={q.shape[2]}, Lk={k.shape[2]}; split the sequence")
     if backend == "reference":
         return favor_attention_reference(q, k, v, projection, eps=eps)
     return _favor_attention_op(q, k, v, projection, float(eps), backend)[0]
