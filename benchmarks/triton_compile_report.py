@@ -3,8 +3,9 @@ shared memory per thread block.
 
 Uses ``triton.compile`` with ``GPUTarget("cuda", 90, 32)`` and the ptxas bundled with Triton
 (``ptxas -v`` on the generated PTX gives registers and spill bytes; shared memory is Triton's own figure).
-Head dim D = 64, m = 256 features (BLOCK_M 64), the launch configurations the dispatcher uses (every autotune
-candidate for the autotuned kernels). Usage: ``python benchmarks/triton_compile_report.py [--json OUT]``.
+Head dim D and m features per ``--shapes`` (default D = 64, m = 256), the launch configurations the dispatcher
+uses (every autotune candidate for the autotuned kernels).
+Usage: ``python benchmarks/triton_compile_report.py [--shapes 64:256,16:16,128:80] [--json OUT]``.
 """
 
 import argparse
@@ -23,7 +24,6 @@ from common import write_json  # noqa: E402
 
 from trackformer.kernels.favor import triton_bwd, triton_fwd  # noqa: E402
 
-D, M = 64, 256
 TYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
 PRECISION = {"fp32": "tf32x3", "fp16": "tf32", "bf16": "tf32"}
 
@@ -66,47 +66,49 @@ def _ptxas_usage(ptx: str) -> tuple[int, int, int]:
     return regs, int(spill.group(1)), int(spill.group(2))
 
 
-def compile_one(kernel, dtype: str, constexprs: dict, num_warps: int, num_stages: int) -> dict:
+def compile_one(kernel, dtype: str, constexprs: dict, num_warps: int, num_stages: int, m: int) -> dict:
     fn = _jit(kernel)
     src = ASTSource(fn, _signature(fn, dtype, constexprs),
                     constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32),
                               options={"num_warps": num_warps, "num_stages": num_stages})
     regs, spill_st, spill_ld = _ptxas_usage(compiled.asm["ptx"])
-    return {"kernel": fn.__name__, "dtype": dtype, "D": D, "m": M, **{k: v for k, v in constexprs.items()
+    return {"kernel": fn.__name__, "dtype": dtype, "D": constexprs["D"], "m": m, **{k: v for k, v in constexprs.items()
                                                                       if k.startswith("BLOCK")},
             "num_warps": num_warps, "num_stages": num_stages, "registers": regs, "spill_store_bytes": spill_st,
             "spill_load_bytes": spill_ld, "shared_bytes": compiled.metadata.shared}
 
 
-def jobs():
-    """(kernel, constexprs, num_warps, num_stages) for every launch configuration in use."""
-    bm = triton_fwd.block_m(M)
-    state = {"D": D, "BLOCK_L": triton_fwd.BLOCK_L_STATE, "BLOCK_M": bm}
+def jobs(d: int, m: int):
+    """(kernel, constexprs, num_warps, num_stages) for every launch configuration in use at head dim d, m features."""
+    bm = triton_fwd.block_m(m)
+    state = {"D": d, "BLOCK_L": triton_fwd.BLOCK_L_STATE, "BLOCK_M": bm}
     w_state, st_state = triton_fwd.STATE_LAUNCH
     yield triton_fwd._kv_partial_kernel, state, w_state, st_state
-    yield triton_fwd._kv_reduce_kernel, {"D": D, "BLOCK_M": bm, "BLOCK_P": 64}, 4, 1
+    yield triton_fwd._kv_reduce_kernel, {"D": d, "BLOCK_M": bm, "BLOCK_P": 64}, 4, 1
     yield triton_bwd._dstate_kernel, state, w_state, st_state
     for kernel in (triton_fwd._attend_kernel, triton_bwd._dq_kernel, triton_bwd._dkv_kernel):
         for cfg in triton_fwd.row_configs(interpreter=False):
-            yield kernel, {"D": D, "BLOCK_M": bm, **cfg.kwargs}, cfg.num_warps, cfg.num_stages
+            yield kernel, {"D": d, "BLOCK_M": bm, **cfg.kwargs}, cfg.num_warps, cfg.num_stages
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--shapes", default="64:256", help="comma-separated D:m pairs (head dim : features)")
     args = parser.parse_args()
+    shapes = [tuple(int(x) for x in pair.split(":")) for pair in args.shapes.split(",")]
     rows = []
-    print(f"{'kernel':<20}{'dtype':<6}{'BLOCK_L':>8}{'BLOCK_M':>8}{'warps':>6}{'stages':>7}"
+    print(f"{'kernel':<20}{'D':>4}{'m':>5} {'dtype':<6}{'BLOCK_L':>8}{'BLOCK_M':>8}{'warps':>6}{'stages':>7}"
           f"{'regs':>6}{'spill st/ld B':>15}{'smem B':>8}")
-    for kernel, constexprs, warps, stages in jobs():
+    for (d, m), (kernel, constexprs, warps, stages) in ((s, j) for s in shapes for j in jobs(*s)):
         for dtype in TYPES:
             cx = dict(constexprs)
             if "INPUT_PRECISION" in _jit(kernel).arg_names:
                 cx["INPUT_PRECISION"] = PRECISION[dtype]
-            row = compile_one(kernel, dtype, cx, warps, stages)
+            row = compile_one(kernel, dtype, cx, warps, stages, m)
             rows.append(row)
-            print(f"{row['kernel']:<20}{dtype:<6}{row.get('BLOCK_L', '-'):>8}{row.get('BLOCK_M', '-'):>8}"
+            print(f"{row['kernel']:<20}{d:>4}{m:>5} {dtype:<6}{row.get('BLOCK_L', '-'):>8}{row.get('BLOCK_M', '-'):>8}"
                   f"{warps:>6}{stages:>7}{row['registers']:>6}"
                   f"{row['spill_store_bytes']:>8}/{row['spill_load_bytes']:<6}{row['shared_bytes']:>8}", flush=True)
     if args.json:
