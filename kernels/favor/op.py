@@ -56,14 +56,19 @@ def _check_projection(projection, d: int, device: torch.device) -> None:
                          "them); pass projection.detach() or register it as a buffer")
 
 
+def _check_heads_tensor(name: str, t) -> None:
+    """t must be a floating (B, H, L, D) tensor."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, L, D), got {type(t).__name__}")
+    if t.dim() != 4:
+        raise ValueError(f"{name} must have shape (batch, heads, length, head_dim), got {tuple(t.shape)}")
+    if t.dtype not in _FLOATS:
+        raise TypeError(f"{name} must be float32, float16, bfloat16 or float64, got {t.dtype}")
+
+
 def _check_inputs(q, k, v, projection, eps) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, L, D), got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must have shape (batch, heads, length, head_dim), got {tuple(t.shape)}")
-        if t.dtype not in _FLOATS:
-            raise TypeError(f"{name} must be float32, float16, bfloat16 or float64, got {t.dtype}")
+        _check_heads_tensor(name, t)
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if not (q.device == k.device == v.device):
@@ -193,12 +198,7 @@ def favor_features(x: torch.Tensor, projection: torch.Tensor, *, is_query: bool,
     ``is_query=True`` subtracts one max per row, ``False`` one max per (batch, head) as for keys. Returned in
     x's dtype (computed in float32, or float64 for float64 input). Materialises L×m: for research and tests.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape (B, H, L, D), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must have shape (batch, heads, length, head_dim), got {tuple(x.shape)}")
-    if x.dtype not in _FLOATS:
-        raise TypeError(f"x must be float32, float16, bfloat16 or float64, got {x.dtype}")
+    _check_heads_tensor("x", x)
     if not isinstance(is_query, bool):
         raise TypeError(f"is_query must be a bool, got {type(is_query).__name__}")
     _check_projection(projection, x.shape[-1], x.device)
