@@ -99,6 +99,7 @@ def separate_heldout(checkpoint: str, song, out_dir: str, *, device: torch.devic
     sources = torch.stack([torch.from_numpy(read_audio(p)) for p in result["sources"]])
     result["scores"] = separation_scores(sources, stems, mixture)
     result["song"] = song.name
+    result["validation"] = dict(info.get("metrics") or {}, segment_seconds=info["segment_seconds"])
     with open(os.path.join(out_dir, "demo.json"), "w") as f:
         json.dump(result, f, indent=2)
     return result
@@ -113,6 +114,11 @@ def report(result: dict, out_dir: str, seconds: float) -> None:
     _say(f"  SI-SNRi MixIT-style (outputs summed per stem): {s['mixit_sisnri']:+.2f} dB")
     _say(f"  effective mask count {result['effective_mask_count']:.2f} of {len(result['sources'])}, "
          f"mask overlap {result['mask_overlap']:.2f}")
+    v = result["validation"]
+    if "song_one_to_one_sisnri" in v:  # the trainer's last validation: held-out songs, one segment at a time
+        _say(f"validation on held-out songs in {v['segment_seconds']:g} s segments (each segment matched on its "
+             f"own): SI-SNRi one-to-one {v['song_one_to_one_sisnri']:+.2f} dB, MixIT-style "
+             f"{v['song_mixit_sisnri']:+.2f} dB")
     _say(f"stems:   {os.path.dirname(result['sources'][0])}/source_1.wav ... source_{len(result['sources'])}.wav")
     _say(f"picture: {result['picture']}")
     _say(f"scores:  {os.path.join(out_dir, 'demo.json')}")
