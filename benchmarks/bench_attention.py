@@ -24,7 +24,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, time_ms, write_json
+from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, record_row, suite_parser, time_ms
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from trackformer.kernels import favor_attention, orthogonal_random_features
@@ -158,11 +158,7 @@ def run(args) -> dict:
                 continue
             row = measure(impl, length=length, dtype_name=dtype_name, device=device, warmup=args.warmup,
                           reps=args.reps)
-            row["card"] = result["card"]
-            result["rows"].append(row)
-            _print_row(row)
-            if args.json:
-                write_json(args.json, result)
+            record_row(result, row, args.json, _print_row)
     return result
 
 
@@ -178,13 +174,8 @@ def _print_row(row: dict) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--quick", action="store_true", help="the gpu_check subset (~90 s on an H100)")
-    p.add_argument("--json", help="write the results here (after every row)")
+    p = suite_parser(__doc__.split("\n")[0], "the gpu_check subset (~90 s on an H100)")
     p.add_argument("--impls", type=lambda s: s.split(","), default=list(IMPLS), help="comma-separated subset")
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--reps", type=int, default=None)
     args = p.parse_args(argv)
     unknown = set(args.impls) - set(IMPLS)
     if unknown:

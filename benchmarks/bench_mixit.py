@@ -25,7 +25,7 @@ import os
 import sys
 
 import torch
-from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, time_ms, write_json
+from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, record_row, suite_parser, time_ms
 
 from trackformer.mixit import mixit_bruteforce, mixit_loss
 from trackformer.mixit.search import assignment_digits
@@ -237,11 +237,7 @@ def run(args) -> dict:
             row = measure(impl, m=m, segment_s=segment_s, batch=args.batch, n=2, device=device, dtype=dtype,
                           warmup=args.warmup, reps=args.reps, asteroid_cls=asteroid_cls, copy_gbs=copy_gbs,
                           max_remix=max_remix)
-            row["card"] = result["card"]
-            result["rows"].append(row)
-            _print_row(row)
-            if args.json:
-                write_json(args.json, result)
+            record_row(result, row, args.json, _print_row)
     return result
 
 
@@ -255,18 +251,13 @@ def _print_row(row: dict) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--quick", action="store_true", help="the gpu_check subset (CPU: 0.25 s, M = 4 and 8)")
-    p.add_argument("--json", help="write the results here (after every row)")
+    p = suite_parser(__doc__.split("\n")[0], "the gpu_check subset (CPU: 0.25 s, M = 4 and 8)")
     p.add_argument("--impls", type=lambda s: s.split(","), default=list(IMPLS), help="comma-separated subset")
     p.add_argument("--segments", type=lambda s: [float(x) for x in s.split(",")], default=None, help="seconds")
     p.add_argument("--estimates", type=lambda s: [int(x) for x in s.split(",")], default=None, help="values of M")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for CPU runs")
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--reps", type=int, default=None)
     args = p.parse_args(argv)
     unknown = set(args.impls) - set(IMPLS)
     if unknown:

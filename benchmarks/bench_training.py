@@ -33,7 +33,7 @@ import sys
 import time
 
 import torch
-from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, time_ms, write_json
+from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, record_row, suite_parser, time_ms
 
 from trackformer.baselines import ConvTasNet
 from trackformer.mixit import mixit_loss
@@ -239,11 +239,7 @@ def run(args) -> dict:
             elif args.v100 and row.get("reserved_peak_mib", 0) > V100_CAP_MIB - V100_BORDERLINE_MIB:
                 row["note"] = (f"borderline: {row['reserved_peak_mib']:.0f} MiB reserved, within "
                                f"{V100_BORDERLINE_MIB} MiB of the {V100_CAP_MIB} MiB cap; a real V100 may run out")
-        row["card"] = result["card"]
-        result["rows"].append(row)
-        _print_row(row)
-        if args.json:
-            write_json(args.json, result)
+        record_row(result, row, args.json, _print_row)
     return result
 
 
@@ -256,11 +252,8 @@ def _print_row(row: dict) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--quick", action="store_true",
-                   help="the gpu_check subset (CUDA: 3/10/30 s; CPU: tiny models, 0.5/1 s at 16 kHz)")
-    p.add_argument("--json", help="write the results here (after every row)")
+    p = suite_parser(__doc__.split("\n")[0],
+                     "the gpu_check subset (CUDA: 3/10/30 s; CPU: tiny models, 0.5/1 s at 16 kHz)")
     p.add_argument("--models", type=lambda s: s.split(","), default=list(MODELS), help="comma-separated subset")
     p.add_argument("--rates", type=lambda s: [int(r) for r in s.split(",")], default=None, help="Hz, comma-separated")
     p.add_argument("--segments", type=lambda s: [float(x) for x in s.split(",")], default=None,
@@ -276,8 +269,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", choices=("full", "tiny"), default=None, help="full models, or tiny ones for CPU runs")
     p.add_argument("--v100", action="store_true", help="cap CUDA memory at a 32 GB V100's and report its OOMs")
     p.add_argument("--epoch-hours", type=float, default=10.0, help="hours of audio in one epoch")
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--reps", type=int, default=None)
     args = p.parse_args(argv)
     unknown = set(args.models) - set(MODELS)
     if unknown:

@@ -5,6 +5,7 @@ Times are medians in milliseconds; on CUDA they are measured with CUDA events af
 before it (MiB); on the CPU it is not measured (``None``).
 """
 
+import argparse
 import json
 import math
 import os
@@ -103,3 +104,25 @@ def write_json(path: str, payload) -> None:
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=2)
     os.replace(tmp, path)
+
+
+def suite_parser(description: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every GPU-suite script takes (``--device --quick --json --warmup --reps``); scripts add theirs.
+    ``--warmup``/``--reps`` default to None so each script picks its own quick/full defaults."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--json", help="write the results here (after every row)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--reps", type=int, default=None)
+    return p
+
+
+def record_row(result: dict, row: dict, json_path: str | None, show) -> None:
+    """Tags ``row`` with the card, appends it to ``result["rows"]``, prints it with ``show(row)`` and rewrites
+    the suite JSON when ``json_path`` is given (so a suite cut off by a timeout keeps what it measured)."""
+    row["card"] = result["card"]
+    result["rows"].append(row)
+    show(row)
+    if json_path:
+        write_json(json_path, result)
