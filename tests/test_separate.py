@@ -17,6 +17,7 @@ from trackformer.metrics import effective_mask_count, mask_overlap, si_snr
 from trackformer.models import PerformerSeparator, SeparatorConfig
 from trackformer.models.stft import istft, stft
 from trackformer.separate import (
+    DEFAULT_OVERLAP_FRACTION,
     analyze_sources,
     chunk_starts,
     crossfade,
@@ -122,6 +123,14 @@ def test_stems_sum_to_input_over_many_chunks():
     assert info["n_chunks"] == 6
     assert info["raw_consistency_db"] < -60  # the stitching itself keeps the sum, before any projection
     assert error_db(sources.sum(0), x) < -60
+
+
+def test_half_window_overlap_of_an_odd_length_window():
+    chunk = 4003  # odd: half of it (2001.5 samples) must round down, not up past half the window
+    x = 0.1 * torch.randn(2, 3 * chunk)
+    sources, info = separate_waveform(tiny_performer(), x, RATE, chunk_seconds=chunk / RATE,
+                                      overlap_seconds=chunk / RATE * DEFAULT_OVERLAP_FRACTION)
+    assert info["n_chunks"] == 5 and error_db(sources.sum(0), x) < -60
 
 
 def test_chunked_equals_unchunked_below_one_chunk():

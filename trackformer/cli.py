@@ -26,7 +26,7 @@ DEFAULT_CHECKPOINT = os.path.join("outputs", "demo", "model.pt")  # what `trackf
 
 def _cmd_separate(args) -> int:
     from trackformer.data.audio import audio_info
-    from trackformer.separate import load_separator, output_dir_for, separate_file
+    from trackformer.separate import DEFAULT_OVERLAP_FRACTION, load_separator, output_dir_for, separate_file
 
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     if not os.path.isfile(checkpoint):
@@ -43,7 +43,7 @@ def _cmd_separate(args) -> int:
     device = resolve_device(args.device)
     model, info = load_separator(checkpoint, device)
     chunk = args.chunk_seconds if args.chunk_seconds is not None else info.get("segment_seconds") or 10.0
-    overlap = args.overlap if args.overlap is not None else chunk / 4
+    overlap = args.overlap if args.overlap is not None else chunk * DEFAULT_OVERLAP_FRACTION
     for song in args.songs:
         result = separate_file(model, song, args.output, chunk_seconds=chunk, overlap_seconds=overlap,
                                progress=not args.quiet)
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help="window length in seconds (default: the segment length the model was trained on)")
     p.add_argument("--overlap", type=float, default=None,
-                   help="overlap of consecutive windows in seconds (default: a quarter of the window)")
+                   help="overlap of consecutive windows in seconds (default: half the window)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_common(p)
     p.set_defaults(func=_cmd_separate)

