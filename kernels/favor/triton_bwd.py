@@ -16,7 +16,17 @@ import triton.language as tl
 
 from trackformer._alloc import new_output
 
-from .triton_fwd import BLOCK_L_STATE, STATE_LAUNCH, block_m, precision, row_configs, row_strides, split_rows
+from .triton_fwd import (
+    BLOCK_L_STATE,
+    STATE_LAUNCH,
+    block_m,
+    head_base,
+    load_feature_block,
+    precision,
+    row_configs,
+    row_strides,
+    split_rows,
+)
 
 
 @triton.jit
@@ -38,8 +48,8 @@ def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, H, G_SB, G_SH, G_SL, 
     offs_d = tl.arange(0, D)
     ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]  # out and dq: contiguous
     row = bh * L + offs_l
-    q_ptrs = (bh // H) * Q_SB + (bh % H) * Q_SH + offs_l[:, None] * Q_SL + offs_d[None, :]
-    g_ptrs = (bh // H) * G_SB + (bh % H) * G_SH + offs_l[:, None] * G_SL + offs_d[None, :]
+    q_ptrs = head_base(bh, H, Q_SB, Q_SH) + offs_l[:, None] * Q_SL + offs_d[None, :]
+    g_ptrs = head_base(bh, H, G_SB, G_SH) + offs_l[:, None] * G_SL + offs_d[None, :]
     qt = tl.load(Q + q_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
     qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
@@ -48,10 +58,7 @@ def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, H, G_SB, G_SH, G_SL, 
     t_sum = tl.zeros((BLOCK_L,), dtype=tl.float32)
     for m0 in range(0, M, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
-        mask_m = offs_m < M
-        w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
-        sb = tl.load(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
-        zb = tl.load(Z + bh * M + offs_m, mask=mask_m, other=0.0)
+        mask_m, w, sb, zb = load_feature_block(W, S, Z, bh, offs_m, offs_d, M, D)
         u = tl.dot(qt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         e = tl.where(mask_m[None, :], tl.exp(u - hq[:, None] - qmax[:, None]), 0.0)
         dphi = tl.dot(dnum, tl.trans(sb), input_precision=INPUT_PRECISION) + dden[:, None] * zb[None, :]
@@ -75,8 +82,8 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
     w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
     acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
     acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    q_base = (bh // H) * Q_SB + (bh % H) * Q_SH
-    g_base = (bh // H) * G_SB + (bh % H) * G_SH
+    q_base = head_base(bh, H, Q_SB, Q_SH)
+    g_base = head_base(bh, H, G_SB, G_SH)
     first = split * TILES_PER_SPLIT
     last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
     for t in range(first, last):
@@ -107,8 +114,8 @@ def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, H, K_SB, K_SH, K_SL
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
     ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]  # dk and dv: contiguous
-    k_ptrs = (bh // H) * K_SB + (bh % H) * K_SH + offs_l[:, None] * K_SL + offs_d[None, :]
-    v_ptrs = (bh // H) * V_SB + (bh % H) * V_SH + offs_l[:, None] * V_SL + offs_d[None, :]
+    k_ptrs = head_base(bh, H, K_SB, K_SH) + offs_l[:, None] * K_SL + offs_d[None, :]
+    v_ptrs = head_base(bh, H, V_SB, V_SH) + offs_l[:, None] * V_SL + offs_d[None, :]
     kt = tl.load(K + k_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     vt = tl.load(V + v_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
@@ -118,10 +125,7 @@ def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, H, K_SB, K_SH, K_SL
     t_sum = tl.zeros((BLOCK_L,), dtype=tl.float32)
     for m0 in range(0, M, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
-        mask_m = offs_m < M
-        w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
-        dsb = tl.load(DS + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
-        dzb = tl.load(DZ + bh * M + offs_m, mask=mask_m, other=0.0)
+        mask_m, w, dsb, dzb = load_feature_block(W, DS, DZ, bh, offs_m, offs_d, M, D)
         u = tl.dot(kt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         e = tl.where(mask_m[None, :], tl.exp(u - hk[:, None] - kmax), 0.0)
         acc_v += tl.dot(e + eps, dsb, input_precision=INPUT_PRECISION)  # dsb is 0 on masked features

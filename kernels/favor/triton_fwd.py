@@ -65,6 +65,22 @@ def row_configs(interpreter: bool | None = None):
             for bl, w, st in ((32, 4, 2), (32, 8, 2), (64, 8, 2))]
 
 
+@triton.jit
+def head_base(bh, H, SB, SH):
+    """Element offset of (batch, head) = divmod(bh, H) in a (B, H, L, D) tensor with batch/head strides SB, SH."""
+    return (bh // H) * SB + (bh % H) * SH
+
+
+@triton.jit
+def load_feature_block(W, S, Z, bh, offs_m, offs_d, M, D: tl.constexpr):
+    """Rows ``offs_m`` of the projection W (m, D) and of one head's state S (m, D) and z (m,), zero past m."""
+    mask_m = offs_m < M
+    w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+    sb = tl.load(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+    zb = tl.load(Z + bh * M + offs_m, mask=mask_m, other=0.0)
+    return mask_m, w, sb, zb
+
+
 @triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
 def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT, H,
                        K_SB, K_SH, K_SL, V_SB, V_SH, V_SL, D: tl.constexpr, BLOCK_L: tl.constexpr,
@@ -82,8 +98,8 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TI
     acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
     vsum = tl.zeros((D,), dtype=tl.float32)
     run_max = float("-inf")
-    k_base = (bh // H) * K_SB + (bh % H) * K_SH
-    v_base = (bh // H) * V_SB + (bh % H) * V_SH
+    k_base = head_base(bh, H, K_SB, K_SH)
+    v_base = head_base(bh, H, V_SB, V_SH)
     first = split * TILES_PER_SPLIT
     last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
     for t in range(first, last):  # every tile holds at least one valid row
@@ -147,7 +163,7 @@ def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, M, s, eps, H, Q_
     offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
-    q_ptrs = (bh // H) * Q_SB + (bh % H) * Q_SH + offs_l[:, None] * Q_SL + offs_d[None, :]
+    q_ptrs = head_base(bh, H, Q_SB, Q_SH) + offs_l[:, None] * Q_SL + offs_d[None, :]
     qt = tl.load(Q + q_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
     run_max = tl.full((BLOCK_L,), float("-inf"), dtype=tl.float32)
@@ -155,10 +171,7 @@ def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, M, s, eps, H, Q_
     den = tl.zeros((BLOCK_L,), dtype=tl.float32)
     for m0 in range(0, M, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
-        mask_m = offs_m < M
-        w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
-        sb = tl.load(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
-        zb = tl.load(Z + bh * M + offs_m, mask=mask_m, other=0.0)
+        mask_m, w, sb, zb = load_feature_block(W, S, Z, bh, offs_m, offs_d, M, D)
         u = tl.dot(qt, tl.trans(w), input_precision=INPUT_PRECISION) * s
         u = tl.where(mask_m[None, :], u, float("-inf"))
         new_max = tl.maximum(run_max, tl.max(u, axis=1))
