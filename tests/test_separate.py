@@ -15,7 +15,7 @@ from torch import nn
 
 from trackformer.metrics import effective_mask_count, mask_overlap, si_snr
 from trackformer.models import PerformerSeparator, SeparatorConfig
-from trackformer.models.stft import istft, stft
+from trackformer.models.stft import istft, stft, stft_frames
 from trackformer.separate import (
     DEFAULT_OVERLAP_FRACTION,
     analyze_sources,
@@ -105,6 +105,13 @@ def test_chunk_starts_cover_the_signal_and_crossfades_sum_to_one():
             total[s:e] += crossfade(e - s, overlap, fade_in=i > 0, fade_out=i < len(starts) - 1)
         assert min(s + chunk for s in starts[-1:]) >= length
         torch.testing.assert_close(total, torch.ones(length), atol=1e-6, rtol=0)
+
+
+def test_stft_frames_equal_the_same_frames_of_the_full_stft():
+    x, window = torch.randn(2, 3, 5001), torch.hann_window(512)
+    full = stft(x, 512, 128, window)
+    for a, b in ((0, 1), (0, 7), (10, 25), (full.shape[-1] - 3, full.shape[-1])):
+        torch.testing.assert_close(stft_frames(x, a, b, 512, 128, window), full[..., a:b], atol=1e-4, rtol=1e-5)
 
 
 def test_match_order_recovers_a_permutation():

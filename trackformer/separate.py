@@ -34,6 +34,7 @@ from scipy.optimize import linear_sum_assignment
 from trackformer.data.audio import AudioFileError, audio_info, read_audio, resample, write_audio
 from trackformer.metrics import effective_count, mask_statistics
 from trackformer.mixit import mixture_consistency
+from trackformer.models.stft import stft_frames
 
 SILENT_OUTPUT_DB = -40.0  # outputs with less energy than this, relative to the mix, are marked silent
 SILENT_INPUT_PEAK = 1e-6  # an input whose peak is below this is rejected as silent
@@ -270,19 +271,6 @@ def output_levels(sources: torch.Tensor, mixture: torch.Tensor) -> dict:
     return dict(output_energy_db=energy_db, silent_outputs=[i for i, e in enumerate(energy_db) if e < SILENT_OUTPUT_DB])
 
 
-def _frames_stft(x: torch.Tensor, a: int, b: int, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
-    """Frames [a, b) of the centred, zero-padded STFT of x (..., T) -> complex (..., F, b - a); equal to the
-    same frames of ``trackformer.models.stft.stft`` without computing the others."""
-    t = x.shape[-1]
-    lo, hi = a * hop - n_fft // 2, (b - 1) * hop + n_fft - n_fft // 2
-    seg = x[..., max(lo, 0):min(hi, t)]
-    seg = torch.nn.functional.pad(seg, (max(0, -lo), max(0, hi - t)))
-    lead = seg.shape[:-1]
-    spec = torch.stft(seg.reshape(-1, seg.shape[-1]).float(), n_fft, hop, window=window, center=False,
-                      return_complex=True)
-    return spec.reshape(*lead, *spec.shape[-2:])
-
-
 def analyze_sources(sources: torch.Tensor, mixture: torch.Tensor, sample_rate: int, *, n_fft: int = 1024,
                     hop: int = 256, picture_frames: int = PICTURE_FRAMES, block_frames: int = 2048) -> dict:
     """Mask statistics of separated ``sources`` (M, C, T) of ``mixture`` (C, T) from masks derived from the
@@ -296,10 +284,10 @@ def analyze_sources(sources: torch.Tensor, mixture: torch.Tensor, sample_rate: i
     n_frames = 1 + t // hop
     for a in range(0, n_frames, block_frames):
         b = min(a + block_frames, n_frames)
-        spec = _frames_stft(sources, a, b, n_fft, hop, window).abs()  # (M, C, F, n)
+        spec = stft_frames(sources, a, b, n_fft, hop, window).abs()  # (M, C, F, n)
         total = spec.sum(0, keepdim=True)
         masks = spec / torch.where(total > 0, total, torch.ones_like(total))
-        mag = _frames_stft(mixture, a, b, n_fft, hop, window).abs()  # (C, F, n)
+        mag = stft_frames(mixture, a, b, n_fft, hop, window).abs()  # (C, F, n)
         summary.add(masks, mag, torch.arange(a, b) * hop, torch.ones(b - a))
     return summary.result()
 

@@ -27,3 +27,16 @@ def istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length
     wave = torch.istft(spec.reshape(-1, *spec.shape[-2:]), n_fft, hop, window=window, center=True,
                        length=length)
     return wave.reshape(*lead, length)
+
+
+def stft_frames(x: torch.Tensor, a: int, b: int, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Frames [a, b) of the centred, zero-padded STFT of x (..., T) -> complex (..., F, b - a); equal to the
+    same frames of :func:`stft` without computing the others."""
+    t = x.shape[-1]
+    lo, hi = a * hop - n_fft // 2, (b - 1) * hop + n_fft - n_fft // 2
+    seg = x[..., max(lo, 0):min(hi, t)]
+    seg = torch.nn.functional.pad(seg, (max(0, -lo), max(0, hi - t)))
+    lead = seg.shape[:-1]
+    spec = torch.stft(seg.reshape(-1, seg.shape[-1]).float(), n_fft, hop, window=window, center=False,
+                      return_complex=True)
+    return spec.reshape(*lead, *spec.shape[-2:])
