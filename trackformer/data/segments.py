@@ -36,12 +36,19 @@ class MixitPairs(Dataset):
 
     ``random_gain_db=(lo, hi)``: each segment (mixture and its stems alike) is scaled by a gain drawn uniformly
     in dB. Songs shorter than a segment are zero-padded.
+
+    Augmentations that read the stems (MixIT still sees only the mixtures it is given):
+    ``stem_gain_db=(lo, hi)`` scales each stem by its own gain (uniform in dB) before they are summed;
+    ``stems_per_mixture=k`` makes each segment's mixture the sum of a random subset of 1..k of its audible stems
+    (RMS >= ``min_rms``), the regime in which MixIT separates best (FUSS mixtures hold 1-4 sources). With
+    ``return_stems`` the returned stems are the ones summed.
     """
 
     def __init__(self, songs: list[Song], *, segment_seconds: float, sample_rate: int, channels: int = 2,
                  examples_per_epoch: int = 1000, seed: int = 0, min_rms: float = 1e-3,
                  random_gain_db: tuple[float, float] | None = None, return_stems: bool = False,
-                 deterministic: bool = False, max_stems: int = 4, max_tries: int = 10):
+                 deterministic: bool = False, max_stems: int = 4, max_tries: int = 10,
+                 stem_gain_db: tuple[float, float] | None = None, stems_per_mixture: int | None = None):
         songs = list(songs)
         if len(songs) < 2:
             raise ValueError(f"MixitPairs needs at least 2 songs (pairs come from different songs), got {len(songs)}")
@@ -60,10 +67,12 @@ class MixitPairs(Dataset):
             raise ValueError(f"segment of {segment_seconds} s at {self.sample_rate} Hz has no samples")
         if examples_per_epoch < 1:
             raise ValueError(f"examples_per_epoch must be >= 1, got {examples_per_epoch}")
-        if random_gain_db is not None:
-            lo, hi = random_gain_db
-            if not lo <= hi:
-                raise ValueError(f"random_gain_db must be (lo, hi) with lo <= hi, got {random_gain_db}")
+        for name, gains in (("random_gain_db", random_gain_db), ("stem_gain_db", stem_gain_db)):
+            if gains is not None and not (len(gains) == 2 and gains[0] <= gains[1]):
+                raise ValueError(f"{name} must be (lo, hi) with lo <= hi, got {gains}")
+        if stems_per_mixture is not None and (isinstance(stems_per_mixture, bool)
+                                              or not isinstance(stems_per_mixture, int) or stems_per_mixture < 1):
+            raise ValueError(f"stems_per_mixture must be an int >= 1 or None, got {stems_per_mixture!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if max_tries < 1:
@@ -71,6 +80,8 @@ class MixitPairs(Dataset):
         self.songs, self.examples_per_epoch, self.seed = songs, int(examples_per_epoch), seed
         self.min_rms, self.random_gain_db, self.return_stems = float(min_rms), random_gain_db, return_stems
         self.deterministic, self.max_stems, self.max_tries = deterministic, max_stems, max_tries
+        self.stem_gain_db, self.stems_per_mixture = stem_gain_db, stems_per_mixture
+        self.load_stems = return_stems or stem_gain_db is not None or stems_per_mixture is not None
         # cached per-song metadata: lengths in frames (from headers) → sampling weights
         self.lengths = np.array([s.num_frames for s in songs], dtype=np.int64)
         self.bad: set[int] = set()  # songs that failed to decode (per process)
@@ -89,7 +100,7 @@ class MixitPairs(Dataset):
         return w / w.sum()
 
     def _segment(self, rng: np.random.Generator, exclude: int | None) -> tuple[int, np.ndarray | None, np.ndarray]:
-        """(song index, stems (K, C, T) or None without ``return_stems``, mixture (C, T)) of a segment loud
+        """(song index, stems (K, C, T) or None when no stems are needed, mixture (C, T)) of a segment loud
         enough, from a song other than ``exclude``."""
         while True:  # ends: each failed decode removes a song for good, and _weights raises once none is left
             best, best_rms, song = None, -1.0, None
@@ -98,7 +109,7 @@ class MixitPairs(Dataset):
                     song = int(rng.choice(len(self.songs), p=self._weights(exclude)))
                 start = int(rng.integers(0, max(self.lengths[song] - self.frames, 0) + 1))
                 try:
-                    if self.return_stems:
+                    if self.load_stems:
                         stems = self.songs[song].load_stems(start, self.frames).numpy()
                         mix = stems.sum(0)  # numpy: single-threaded, no contention with torch's thread pool
                     else:  # summed straight into one buffer: a quarter of the memory traffic
@@ -133,6 +144,9 @@ class MixitPairs(Dataset):
         _, stems2, mix2 = self._segment(rng, song1)
         item = {}
         for i, stems, mix in ((1, stems1, mix1), (2, stems2, mix2)):
+            if stems is not None and (self.stem_gain_db is not None or self.stems_per_mixture is not None):
+                stems = self._augment_stems(rng, stems)
+                mix = stems.sum(0)
             if self.random_gain_db is not None:
                 gain = np.float32(10 ** (rng.uniform(*self.random_gain_db) / 20))
                 if stems is None:
@@ -148,6 +162,19 @@ class MixitPairs(Dataset):
                 item[f"stems{i}"] = torch.from_numpy(padded)
                 item[f"n_stems{i}"] = k
         return item
+
+    def _augment_stems(self, rng: np.random.Generator, stems: np.ndarray) -> np.ndarray:
+        """Per-stem gains, then a random subset of 1..stems_per_mixture audible stems: (K', C, T) float32."""
+        if self.stems_per_mixture is not None:
+            rms = np.sqrt(np.mean(np.square(stems), axis=(1, 2)))
+            audible = np.flatnonzero(rms >= self.min_rms)
+            if audible.size:
+                k = int(rng.integers(1, min(self.stems_per_mixture, audible.size) + 1))
+                stems = stems[np.sort(rng.choice(audible, size=k, replace=False))]
+        if self.stem_gain_db is not None:
+            gains = 10 ** (rng.uniform(*self.stem_gain_db, size=stems.shape[0]) / 20)
+            stems = stems * gains.astype(np.float32)[:, None, None]
+        return stems
 
 
 def _seed_worker(worker_id: int) -> None:

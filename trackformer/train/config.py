@@ -23,7 +23,8 @@ class TrainConfig:
 
     A run stops at ``max_steps`` optimizer steps, or after ``epochs`` epochs of ``examples_per_epoch`` examples,
     whichever comes first (at least one must be set), or when ``max_minutes`` of wall time are used up.
-    ``valid_examples=0`` turns validation off. ``model_config`` keys are those of the model
+    ``valid_examples=0`` turns validation off. ``stems_per_mixture`` and ``stem_gain_db`` (``[lo, hi]`` dB) are the
+    training data's stem augmentations (:class:`trackformer.data.MixitPairs`; data with stems only). ``model_config`` keys are those of the model
     (``trackformer.models.build_model``); ``sample_rate`` (and ``channels`` for the Performer) are filled in
     from this config and must agree with it when given.
     """
@@ -64,6 +65,8 @@ class TrainConfig:
     eval_every: int = 1000
     checkpoint_every: int = 1000
     init_from: str | None = None
+    stems_per_mixture: int | None = None
+    stem_gain_db: list | None = None
 
     def __post_init__(self):
         self.validate()
@@ -106,8 +109,13 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.channels must be 1 or 2, got {self.channels!r}")
         for name in ("warmup_steps", "redraw_every", "workers", "seed", "valid_examples"):
             positive_int(name, allow_zero=True)
-        for name in ("max_steps", "epochs", "decay_steps"):
+        for name in ("max_steps", "epochs", "decay_steps", "stems_per_mixture"):
             positive_int(name, allow_none=True)
+        gains = self.stem_gain_db
+        if gains is not None and not (isinstance(gains, (list, tuple)) and len(gains) == 2
+                                      and all(isinstance(g, (int, float)) and math.isfinite(g) for g in gains)
+                                      and gains[0] <= gains[1]):
+            raise ValueError(f"TrainConfig.stem_gain_db must be [lo, hi] in dB with lo <= hi, or None, got {gains!r}")
         if self.max_steps is None and self.epochs is None and self.max_minutes is None:
             raise ValueError("TrainConfig: set max_steps, epochs or max_minutes; the run needs an end")
         if self.lr_schedule == "cosine" and self.max_steps is None and self.epochs is None and not self.decay_steps:

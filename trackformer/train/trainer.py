@@ -210,7 +210,9 @@ class Trainer:
         per_step = cfg.batch_size * world
         dataset = MixitPairs(songs, segment_seconds=cfg.segment_seconds, sample_rate=cfg.sample_rate,
                              channels=cfg.channels, examples_per_epoch=self.steps_per_epoch * per_step,
-                             seed=cfg.seed * 1_000_003 + epoch, deterministic=True)
+                             seed=cfg.seed * 1_000_003 + epoch, deterministic=True,
+                             stems_per_mixture=cfg.stems_per_mixture,
+                             stem_gain_db=None if cfg.stem_gain_db is None else tuple(cfg.stem_gain_db))
         if start_batch:
             dataset = Subset(dataset, range(start_batch * per_step, len(dataset)))
         return make_loader(dataset, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=False, seed=cfg.seed,
