@@ -5,6 +5,14 @@ Uses ``triton.compile`` with ``GPUTarget("cuda", 90, 32)`` and the ptxas bundled
 (``ptxas -v`` on the generated PTX gives registers and spill bytes; shared memory is Triton's own figure).
 Head dim D and m features per ``--shapes`` (default D = 64, m = 256), the launch configurations the dispatcher
 uses (every autotune candidate for the autotuned kernels).
+
+Compiled with the specialisation the JIT applies at run time (``tt.divisibility = 16``, as in
+``BaseBackend.parse_attr``): every pointer 16-byte aligned (torch allocations; q/k/v views of a fused projection
+when d_model × itemsize is a multiple of 16), and m and the batch/head/row element strides multiples of 16 (m is
+validated as one; every stride of a (B, H, L, D) tensor with contiguous rows and D ≥ 16 is). Sizes the kernels
+mark ``do_not_specialize`` (L, split counts) and H get no hint. Columns ``v4 ld`` / ``cp.async`` / ``wgmma`` /
+``mma`` count 16-byte global loads, asynchronous copies (pipelined loads), Hopper warpgroup MMAs and warp-level
+``mma.sync`` instructions in the PTX.
 Usage: ``python benchmarks/triton_compile_report.py [--shapes 64:256,16:16,128:80] [--json OUT]``.
 """
 
@@ -33,22 +41,35 @@ def _jit(kernel):
     return kernel.fn if isinstance(kernel, triton.runtime.Autotuner) else kernel
 
 
-def _signature(kernel, dtype: str, constexprs: dict) -> dict:
-    """Triton signature: input-dtype pointers for q/k/v/out/grads, fp32 for the state, i32/fp32 scalars."""
+def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
+    """Triton signature (input-dtype pointers for q/k/v/out/grads, fp32 for the state, i32/fp32 scalars) and the
+    divisibility attributes the JIT gives those arguments at run time."""
     io = {"Q", "K", "V", "OUT", "G", "DQ", "DK", "DV"}
-    ints = {"L", "M", "H", "N_SPLIT", "TILES_PER_SPLIT"}
+    divisible = {"M"}  # m: a multiple of 16 (validated by the op); plus every pointer and element stride
+    ints = {"L", "H", "N_SPLIT", "TILES_PER_SPLIT", *divisible}
     floats = {"s", "eps"}
-    sig = {}
-    for name in kernel.arg_names:
+    sig, attrs = {}, {}
+    for i, name in enumerate(kernel.arg_names):
+        stride = name.endswith(("_SB", "_SH", "_SL"))
         if name in constexprs:
             sig[name] = "constexpr"
-        elif name in ints or name.endswith(("_SB", "_SH", "_SL")):  # sizes and element strides
+        elif name in ints or stride:  # sizes and element strides
             sig[name] = "i32"
         elif name in floats:
             sig[name] = "fp32"
         else:
             sig[name] = TYPES[dtype] if name in io else "*fp32"
-    return sig
+        if sig[name].startswith("*") or stride or name in divisible:
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    return sig, attrs
+
+
+def _ptx_counts(ptx: str) -> dict:
+    """16-byte global loads, asynchronous copies, wgmma and mma.sync instructions in the PTX."""
+    return {"v4_loads": len(re.findall(r"^\s*(?:@%p\d+\s+)?ld\.global(?:\.\w+)*\.v4", ptx, re.M)),
+            "cp_async": len(re.findall(r"^\s*(?:@%p\d+\s+)?cp\.async\.(?:ca|cg|bulk)", ptx, re.M)),
+            "wgmma": len(re.findall(r"^\s*wgmma\.mma_async", ptx, re.M)),
+            "mma": len(re.findall(r"^\s*mma\.sync", ptx, re.M))}
 
 
 def _ptxas_usage(ptx: str) -> tuple[int, int, int]:
@@ -68,15 +89,16 @@ def _ptxas_usage(ptx: str) -> tuple[int, int, int]:
 
 def compile_one(kernel, dtype: str, constexprs: dict, num_warps: int, num_stages: int, m: int) -> dict:
     fn = _jit(kernel)
-    src = ASTSource(fn, _signature(fn, dtype, constexprs),
-                    constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
+    signature, attrs = _signature(fn, dtype, constexprs)
+    src = ASTSource(fn, signature, constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()},
+                    attrs=attrs)
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32),
                               options={"num_warps": num_warps, "num_stages": num_stages})
     regs, spill_st, spill_ld = _ptxas_usage(compiled.asm["ptx"])
     return {"kernel": fn.__name__, "dtype": dtype, "D": constexprs["D"], "m": m, **{k: v for k, v in constexprs.items()
                                                                       if k.startswith("BLOCK")},
             "num_warps": num_warps, "num_stages": num_stages, "registers": regs, "spill_store_bytes": spill_st,
-            "spill_load_bytes": spill_ld, "shared_bytes": compiled.metadata.shared}
+            "spill_load_bytes": spill_ld, "shared_bytes": compiled.metadata.shared, **_ptx_counts(compiled.asm["ptx"])}
 
 
 def jobs(d: int, m: int):
@@ -100,7 +122,7 @@ def main():
     shapes = [tuple(int(x) for x in pair.split(":")) for pair in args.shapes.split(",")]
     rows = []
     print(f"{'kernel':<20}{'D':>4}{'m':>5} {'dtype':<6}{'BLOCK_L':>8}{'BLOCK_M':>8}{'warps':>6}{'stages':>7}"
-          f"{'regs':>6}{'spill st/ld B':>15}{'smem B':>8}")
+          f"{'regs':>6}{'spill st/ld B':>15}{'smem B':>8}{'v4 ld':>6}{'cp.async':>9}{'wgmma':>6}{'mma':>5}")
     for (d, m), (kernel, constexprs, warps, stages) in ((s, j) for s in shapes for j in jobs(*s)):
         for dtype in TYPES:
             cx = dict(constexprs)
@@ -110,7 +132,8 @@ def main():
             rows.append(row)
             print(f"{row['kernel']:<20}{d:>4}{m:>5} {dtype:<6}{row.get('BLOCK_L', '-'):>8}{row.get('BLOCK_M', '-'):>8}"
                   f"{warps:>6}{stages:>7}{row['registers']:>6}"
-                  f"{row['spill_store_bytes']:>8}/{row['spill_load_bytes']:<6}{row['shared_bytes']:>8}", flush=True)
+                  f"{row['spill_store_bytes']:>8}/{row['spill_load_bytes']:<6}{row['shared_bytes']:>8}{row['v4_loads']:>6}"
+                  f"{row['cp_async']:>9}{row['wgmma']:>6}{row['mma']:>5}", flush=True)
     if args.json:
         write_json(args.json, {"target": "cuda sm_90 (compiled without a GPU)", "rows": rows})
 
