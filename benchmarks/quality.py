@@ -30,7 +30,8 @@ from common import card_name, write_json  # noqa: E402
 from trackformer.data import MoisesDB, render_chorales  # noqa: E402
 from trackformer.metrics import effective_mask_count, separation_scores  # noqa: E402
 from trackformer.models.stft import istft, stft  # noqa: E402
-from trackformer.train import TrainConfig, apply_overrides, fit, load_checkpoint, load_model, preset  # noqa: E402
+from trackformer.registry import load_checkpoint, load_model  # noqa: E402
+from trackformer.train import TrainConfig, apply_overrides, fit, preset  # noqa: E402
 
 SAMPLE_RATE = 16000
 ACTIVE_RMS = 1e-3  # a stem quieter than this in a test segment is not picked as a reference

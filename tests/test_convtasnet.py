@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trackformer.baselines import ConvTasNet
-from trackformer.models import build_model, model_config, model_name
+from trackformer.registry import build_model, model_config, model_name
 
 SMALL = dict(n_sources=3, enc_kernel_size=8, enc_num_feats=16, msk_kernel_size=3, msk_num_feats=8,
              msk_num_hidden_feats=12, msk_num_layers=3, msk_num_stacks=2)

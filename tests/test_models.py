@@ -5,16 +5,9 @@ import math
 import pytest
 import torch
 
-from trackformer.models import (
-    PerformerSeparator,
-    SeparatorConfig,
-    build_model,
-    diversity_loss,
-    model_config,
-    model_name,
-    sparsity_loss,
-)
+from trackformer.models import PerformerSeparator, SeparatorConfig, diversity_loss, sparsity_loss
 from trackformer.profiling import nvtx_range
+from trackformer.registry import build_model, model_config, model_name
 
 TINY = dict(n_fft=256, hop=64, d_model=32, n_layers=2, n_heads=2, nb_features=16, ffn=64, dropout=0.0)
 

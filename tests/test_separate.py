@@ -40,7 +40,7 @@ def tiny_performer(channels: int = 2, sample_rate: int = RATE) -> PerformerSepar
 
 def write_checkpoint(path, model: nn.Module, *, stage: str = "mixit", segment_seconds: float = 1.0) -> str:
     """A checkpoint in the trainer's format (trackformer.train.checkpoint) holding ``model``."""
-    from trackformer.models import model_config, model_name
+    from trackformer.registry import model_config, model_name
     from trackformer.train.checkpoint import save_checkpoint
 
     config = dict(sample_rate=model.sample_rate, channels=model_channels(model) or 2, segment_seconds=segment_seconds)

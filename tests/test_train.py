@@ -14,20 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from trackformer.models import build_model
-from trackformer.train import (
-    PRESETS,
-    CheckpointError,
-    TrainConfig,
-    apply_overrides,
-    fit,
-    load_checkpoint,
-    load_config,
-    load_model,
-    preset,
-    pretrain,
-    save_config,
-)
+from trackformer.registry import CheckpointError, build_model, load_checkpoint, load_model
+from trackformer.train import PRESETS, TrainConfig, apply_overrides, fit, load_config, preset, pretrain, save_config
 from trackformer.train.checkpoint import save_checkpoint
 from trackformer.train.cli import add_parser, config_from_args
 

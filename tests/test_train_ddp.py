@@ -7,8 +7,8 @@ import torch
 import torch.multiprocessing as mp
 from test_train import TINY_MODEL, tiny
 
-from trackformer.models import build_model
-from trackformer.train import Trainer, load_checkpoint
+from trackformer.registry import build_model, load_checkpoint
+from trackformer.train import Trainer
 
 
 def _free_port() -> int:

@@ -295,8 +295,8 @@ def analyze_sources(sources: torch.Tensor, mixture: torch.Tensor, sample_rate: i
 # ---------------------------------------------------------------------------------------------- files
 def load_separator(path: str, device) -> tuple[torch.nn.Module, dict]:
     """A trained separator from a checkpoint, in eval mode on ``device``; ValueError for a pre-training
-    checkpoint (its mask head is untrained). Checkpoint errors come from ``trackformer.train.load_model``."""
-    from trackformer.train import load_model
+    checkpoint (its mask head is untrained). Checkpoint errors come from ``trackformer.registry.load_model``."""
+    from trackformer.registry import load_model
 
     model, info = load_model(path, map_location="cpu")
     if info.get("stage") == "pretrain":

@@ -2,15 +2,24 @@
 
     config = preset("tiny-cpu").replace(max_steps=500, run_dir="runs/try")
     last = fit(config)                      # run_dir/checkpoints/last.pt
-    model, info = load_model(last)          # for inference
     fit(config.replace(max_steps=1000), resume=True)   # continues exactly where it stopped
+    model, info = trackformer.registry.load_model(last)   # for inference
 
-The same call under ``torchrun --nproc_per_node=N`` trains with DistributedDataParallel.
+The same call under ``torchrun --nproc_per_node=N`` trains with DistributedDataParallel. The training loop and
+validation are imported on first use, so ``trackformer --help`` and the CLI's parsers stay light.
 """
 
-from trackformer.train.checkpoint import CheckpointError, load_checkpoint, load_model
-from trackformer.train.config import PRESETS, TrainConfig, apply_overrides, load_config, preset, save_config
-from trackformer.train.trainer import Trainer, evaluate, fit, pretrain
+import importlib
 
-__all__ = ["PRESETS", "CheckpointError", "TrainConfig", "Trainer", "apply_overrides", "evaluate", "fit",
-           "load_checkpoint", "load_config", "load_model", "preset", "pretrain", "save_config"]
+from trackformer.train.config import PRESETS, TrainConfig, apply_overrides, load_config, preset, save_config
+
+_LAZY = {"Trainer": "trainer", "evaluate": "trainer", "fit": "trainer", "pretrain": "trainer"}
+
+__all__ = ["PRESETS", "TrainConfig", "Trainer", "apply_overrides", "evaluate", "fit", "load_config", "preset",
+           "pretrain", "save_config"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"trackformer.train.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'trackformer.train' has no attribute {name!r}")

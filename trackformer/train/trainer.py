@@ -36,15 +36,10 @@ from trackformer.data import MixitPairs, MoisesDB, StemsFolder, SyntheticMusic, 
 from trackformer.data.moisesdb import MUSDB_GROUPS
 from trackformer.metrics import effective_mask_count, mask_overlap, separation_scores
 from trackformer.mixit import mixit_loss
-from trackformer.models import build_model, diversity_loss, sparsity_loss
+from trackformer.models import diversity_loss, sparsity_loss
+from trackformer.registry import CheckpointError, build_model, load_checkpoint
 from trackformer.train import distributed as tdist
-from trackformer.train.checkpoint import (
-    CheckpointError,
-    capture_rng,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
+from trackformer.train.checkpoint import capture_rng, restore_rng, save_checkpoint
 from trackformer.train.config import TrainConfig, save_config
 
 log = logging.getLogger("trackformer.train")
