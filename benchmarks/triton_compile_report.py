@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -33,7 +34,7 @@ from common import write_json  # noqa: E402
 from trackformer.kernels.favor import triton_bwd, triton_fwd  # noqa: E402
 
 TYPES = {"fp32": "*fp32", "fp16": "*fp16", "bf16": "*bf16"}
-PRECISION = {"fp32": "tf32x3", "fp16": "tf32", "bf16": "tf32"}
+TORCH_TYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _jit(kernel):
@@ -46,7 +47,7 @@ def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
     divisibility attributes the JIT gives those arguments at run time."""
     io = {"Q", "K", "V", "OUT", "G", "DQ", "DK", "DV"}
     divisible = {"M"}  # m: a multiple of 16 (validated by the op); plus every pointer and element stride
-    ints = {"L", "H", "N_SPLIT", "TILES_PER_SPLIT", *divisible}
+    ints = {"L", "L_BUCKET", "H", "N_SPLIT", "TILES_PER_SPLIT", *divisible}
     floats = {"s", "eps"}
     sig, attrs = {}, {}
     for i, name in enumerate(kernel.arg_names):
@@ -101,17 +102,19 @@ def compile_one(kernel, dtype: str, constexprs: dict, num_warps: int, num_stages
             "spill_load_bytes": spill_ld, "shared_bytes": compiled.metadata.shared, **_ptx_counts(compiled.asm["ptx"])}
 
 
-def jobs(d: int, m: int):
-    """(kernel, constexprs, num_warps, num_stages) for every launch configuration in use at head dim d, m features."""
+def jobs(d: int, m: int, dtype: str):
+    """(kernel, constexprs, num_warps, num_stages) for every launch configuration in use at head dim d, m features
+    and this input dtype (the autotuned kernels: every candidate ``keep_configs`` times for it)."""
     bm = triton_fwd.block_m(m)
-    state = {"D": d, "BLOCK_L": triton_fwd.BLOCK_L_STATE, "BLOCK_M": bm}
+    prec = triton_fwd.precision(TORCH_TYPES[dtype])
+    state = {"D": d, "BLOCK_L": triton_fwd.BLOCK_L_STATE, "BLOCK_M": bm, "INPUT_PRECISION": prec}
     w_state, st_state = triton_fwd.STATE_LAUNCH
     yield triton_fwd._kv_partial_kernel, state, w_state, st_state
     yield triton_fwd._kv_reduce_kernel, {"D": d, "BLOCK_M": bm, "BLOCK_P": 64}, 4, 1
     yield triton_bwd._dstate_kernel, state, w_state, st_state
     for kernel in (triton_fwd._attend_kernel, triton_bwd._dq_kernel, triton_bwd._dkv_kernel):
-        for cfg in triton_fwd.row_configs(interpreter=False):
-            yield kernel, {"D": d, "BLOCK_M": bm, **cfg.kwargs}, cfg.num_warps, cfg.num_stages
+        for cfg in triton_fwd.keep_configs(triton_fwd.row_configs(interpreter=False), prec):
+            yield kernel, {"D": d, "BLOCK_M": bm, "INPUT_PRECISION": prec, **cfg.kwargs}, cfg.num_warps, cfg.num_stages
 
 
 def main():
@@ -123,17 +126,15 @@ def main():
     rows = []
     print(f"{'kernel':<20}{'D':>4}{'m':>5} {'dtype':<6}{'BLOCK_L':>8}{'BLOCK_M':>8}{'warps':>6}{'stages':>7}"
           f"{'regs':>6}{'spill st/ld B':>15}{'smem B':>8}{'v4 ld':>6}{'cp.async':>9}{'wgmma':>6}{'mma':>5}")
-    for (d, m), (kernel, constexprs, warps, stages) in ((s, j) for s in shapes for j in jobs(*s)):
+    for d, m in shapes:
         for dtype in TYPES:
-            cx = dict(constexprs)
-            if "INPUT_PRECISION" in _jit(kernel).arg_names:
-                cx["INPUT_PRECISION"] = PRECISION[dtype]
-            row = compile_one(kernel, dtype, cx, warps, stages, m)
-            rows.append(row)
-            print(f"{row['kernel']:<20}{d:>4}{m:>5} {dtype:<6}{row.get('BLOCK_L', '-'):>8}{row.get('BLOCK_M', '-'):>8}"
-                  f"{warps:>6}{stages:>7}{row['registers']:>6}"
-                  f"{row['spill_store_bytes']:>8}/{row['spill_load_bytes']:<6}{row['shared_bytes']:>8}{row['v4_loads']:>6}"
-                  f"{row['cp_async']:>9}{row['wgmma']:>6}{row['mma']:>5}", flush=True)
+            for kernel, constexprs, warps, stages in jobs(d, m, dtype):
+                row = compile_one(kernel, dtype, constexprs, warps, stages, m)
+                rows.append(row)
+                print(f"{row['kernel']:<20}{d:>4}{m:>5} {dtype:<6}{row.get('BLOCK_L', '-'):>8}"
+                      f"{row.get('BLOCK_M', '-'):>8}{warps:>6}{stages:>7}{row['registers']:>6}"
+                      f"{row['spill_store_bytes']:>8}/{row['spill_load_bytes']:<6}{row['shared_bytes']:>8}"
+                      f"{row['v4_loads']:>6}{row['cp_async']:>9}{row['wgmma']:>6}{row['mma']:>5}", flush=True)
     if args.json:
         write_json(args.json, {"target": "cuda sm_90 (compiled without a GPU)", "rows": rows})
 

@@ -125,6 +125,20 @@ def test_outputs_are_poisoned_before_the_kernels_run(monkeypatch):
     assert any(t is out or t.data_ptr() == out.data_ptr() for t, _ in allocated)
 
 
+def test_autotune_key_has_a_length_bucket_and_fp32_times_only_unspilled_tiles():
+    """Each power-of-two class of L is tuned on its own (not the first L seen for every L); fp32 inputs only
+    time the 32-row candidates, which compile for sm_90 without register spills."""
+    from trackformer.kernels.favor import triton_bwd
+
+    for kernel in (triton_fwd._attend_kernel, triton_bwd._dq_kernel, triton_bwd._dkv_kernel):
+        assert "L_BUCKET" in kernel.keys
+    assert [triton_fwd.length_bucket(n) for n in (1, 517, 1024, 5168)] == [1, 1024, 1024, 8192]
+    configs = triton_fwd.row_configs(interpreter=False)
+    assert 1 < len(configs) <= 3
+    assert [c.kwargs["BLOCK_L"] for c in triton_fwd.keep_configs(configs, "tf32x3")] == [32]
+    assert triton_fwd.keep_configs(configs, "tf32") == configs
+
+
 def test_float64_is_rejected_on_triton():
     q = torch.randn(1, 1, 4, 16, dtype=torch.float64)
     with pytest.raises(TypeError, match="float64"):

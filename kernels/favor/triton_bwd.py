@@ -19,13 +19,14 @@ from trackformer._alloc import new_output
 from .triton_fwd import (
     BLOCK_L_STATE,
     STATE_LAUNCH,
+    autotune_rows,
     block_m,
-    head_base,
+    length_bucket,
     load_feature_block,
     precision,
-    row_configs,
     row_strides,
     split_rows,
+    tile_offsets,
 )
 
 
@@ -38,18 +39,19 @@ def _row_grads(G, OUT, DEN, g_ptrs, out_ptrs, row, mask_l):
     return g / den[:, None], -tl.sum(g * o, axis=1) / den
 
 
-@triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
-@triton.jit(do_not_specialize=["L"])  # one compile for every sequence length
-def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, M, s, H, G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL,
+@autotune_rows
+@triton.jit(do_not_specialize=["L", "L_BUCKET"])  # one compile for every sequence length
+def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, L_BUCKET, M, s, H, G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL,
                D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
-    offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    row0 = tl.program_id(1) * BLOCK_L
+    offs_l = row0 + tl.arange(0, BLOCK_L)
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
     ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]  # out and dq: contiguous
     row = bh * L + offs_l
-    q_ptrs = head_base(bh, H, Q_SB, Q_SH) + offs_l[:, None] * Q_SL + offs_d[None, :]
-    g_ptrs = head_base(bh, H, G_SB, G_SH) + offs_l[:, None] * G_SL + offs_d[None, :]
+    q_ptrs = tile_offsets(bh, row0, H, Q_SB, Q_SH, Q_SL, BLOCK_L, D)
+    g_ptrs = tile_offsets(bh, row0, H, G_SB, G_SH, G_SL, BLOCK_L, D)
     qt = tl.load(Q + q_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
     qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
@@ -82,18 +84,16 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
     w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
     acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
     acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    q_base = head_base(bh, H, Q_SB, Q_SH)
-    g_base = head_base(bh, H, G_SB, G_SH)
     first = split * TILES_PER_SPLIT
     last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
     for t in range(first, last):
         offs_l = t * BLOCK_L + tl.arange(0, BLOCK_L)
         mask_l = offs_l < L
         row = bh * L + offs_l
-        qt = tl.load(Q + q_base + offs_l[:, None] * Q_SL + offs_d[None, :], mask=mask_l[:, None],
+        qt = tl.load(Q + tile_offsets(bh, t * BLOCK_L, H, Q_SB, Q_SH, Q_SL, BLOCK_L, D), mask=mask_l[:, None],
                      other=0.0).to(tl.float32)
         qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
-        dnum, dden = _row_grads(G, OUT, DEN, g_base + offs_l[:, None] * G_SL + offs_d[None, :],
+        dnum, dden = _row_grads(G, OUT, DEN, tile_offsets(bh, t * BLOCK_L, H, G_SB, G_SH, G_SL, BLOCK_L, D),
                                 bh * L * D + offs_l[:, None] * D + offs_d[None, :], row, mask_l)  # 0 on masked rows
         hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
         u = tl.dot(qt, tl.trans(w), input_precision=INPUT_PRECISION) * s
@@ -105,17 +105,18 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
     tl.store(DZ_PART + part * M + offs_m, acc_z, mask=mask_m)
 
 
-@triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
-@triton.jit(do_not_specialize=["L"])  # one compile for every sequence length
-def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, H, K_SB, K_SH, K_SL, V_SB, V_SH, V_SL,
+@autotune_rows
+@triton.jit(do_not_specialize=["L", "L_BUCKET"])  # one compile for every sequence length
+def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, L_BUCKET, M, s, eps, H, K_SB, K_SH, K_SL, V_SB, V_SH, V_SL,
                 D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
-    offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    row0 = tl.program_id(1) * BLOCK_L
+    offs_l = row0 + tl.arange(0, BLOCK_L)
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
     ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]  # dk and dv: contiguous
-    k_ptrs = head_base(bh, H, K_SB, K_SH) + offs_l[:, None] * K_SL + offs_d[None, :]
-    v_ptrs = head_base(bh, H, V_SB, V_SH) + offs_l[:, None] * V_SL + offs_d[None, :]
+    k_ptrs = tile_offsets(bh, row0, H, K_SB, K_SH, K_SL, BLOCK_L, D)
+    v_ptrs = tile_offsets(bh, row0, H, V_SB, V_SH, V_SL, BLOCK_L, D)
     kt = tl.load(K + k_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     vt = tl.load(V + v_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
     hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
@@ -151,8 +152,8 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     prec = precision(q.dtype)
     dq = new_output(q.shape, dtype=q.dtype, device=q.device)
     _dq_kernel[lambda meta: (b * h, triton.cdiv(lq, meta["BLOCK_L"]))](
-        grad, q, out, w, state_s, state_z, qmax, den, dq, lq, m, s, h, *row_strides(grad), *row_strides(q),
-        D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
+        grad, q, out, w, state_s, state_z, qmax, den, dq, lq, length_bucket(lq), m, s, h, *row_strides(grad),
+        *row_strides(q), D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
     per_split, n_split = split_rows(lq, BLOCK_L_STATE, b * h * n_mb, q.device)
     ds_part = new_output((b * h, n_split, m, d), dtype=torch.float32, device=q.device)
     dz_part = new_output((b * h, n_split, m), dtype=torch.float32, device=q.device)
@@ -164,6 +165,6 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     dk = new_output(k.shape, dtype=k.dtype, device=k.device)
     dv = new_output(v.shape, dtype=v.dtype, device=v.device)
     _dkv_kernel[lambda meta: (b * h, triton.cdiv(lk, meta["BLOCK_L"]))](
-        k, v, w, d_s, d_z, kmax, dk, dv, lk, m, s, eps, h, *row_strides(k), *row_strides(v),
+        k, v, w, d_s, d_z, kmax, dk, dv, lk, length_bucket(lk), m, s, eps, h, *row_strides(k), *row_strides(v),
         D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
     return dq, dk, dv

@@ -56,19 +56,46 @@ def split_rows(length: int, block_l: int, programs: int, device: torch.device):
 def row_configs(interpreter: bool | None = None):
     """Autotune configs for the per-row-tile kernels (a single one under the interpreter).
 
-    Three candidates that compile for sm_90 with no (half) or little (fp32) register spilling; larger tiles
-    spill heavily (benchmarks/triton_compile_report.py) and each candidate costs compile time on first use.
+    Two candidates that compile for sm_90 without register spills for half inputs; fp32 inputs keep only the
+    32-row one (``keep_configs``: 64-row tiles spill with 3xTF32, benchmarks/triton_compile_report.py). Each
+    candidate costs a compile and a timing on first use.
     """
     if interpreting() if interpreter is None else interpreter:
         return [triton.Config({"BLOCK_L": 64}, num_warps=4)]
-    return [triton.Config({"BLOCK_L": bl}, num_warps=w, num_stages=st)
-            for bl, w, st in ((32, 4, 2), (32, 8, 2), (64, 8, 2))]
+    return [triton.Config({"BLOCK_L": bl}, num_warps=w, num_stages=st) for bl, w, st in ((32, 8, 2), (64, 8, 2))]
+
+
+def keep_configs(configs, input_precision: str):
+    """The candidates worth timing for this dot precision: fp32 inputs (3xTF32) only 32-row tiles."""
+    kept = [c for c in configs if input_precision != "tf32x3" or c.kwargs["BLOCK_L"] <= 32]
+    return kept or configs[:1]
+
+
+def length_bucket(length: int) -> int:
+    """The autotune key's sequence-length class: the next power of two (each class is tuned once)."""
+    return triton.next_power_of_2(length)
+
+
+def _quick_bench(kernel_call, quantiles):
+    """Autotuning timer: 5 ms warm-up and 20 ms of repetitions per candidate (Triton's defaults are 25 / 100)."""
+    return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
+
+
+def autotune_rows(kernel):
+    """Autotunes a per-row-tile kernel over ``row_configs`` per (m, D, precision, length bucket); the kernel
+    takes the bucket as ``L_BUCKET`` (unused in its body, not specialised). Results are cached on disk."""
+    prune = {"early_config_prune": lambda configs, _args, **kw: keep_configs(configs, kw["INPUT_PRECISION"])}
+    return triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION", "L_BUCKET"],
+                           prune_configs_by=prune, do_bench=_quick_bench, cache_results=True)(kernel)
 
 
 @triton.jit
-def head_base(bh, H, SB, SH):
-    """Element offset of (batch, head) = divmod(bh, H) in a (B, H, L, D) tensor with batch/head strides SB, SH."""
-    return (bh // H) * SB + (bh % H) * SH
+def tile_offsets(bh, row0, H, SB, SH, SL, BLOCK_L: tl.constexpr, D: tl.constexpr):
+    """Element offsets (BLOCK_L, D) of rows row0 … row0 + BLOCK_L − 1 of head (batch, head) = divmod(bh, H) in a
+    (B, H, L, D) tensor with batch/head/row strides SB, SH, SL. The tile's base is 64-bit (L × SL can pass 2³¹
+    for a strided view of a fused qkv projection); offsets within the tile stay 32-bit."""
+    base = (bh // H) * SB + (bh % H) * SH + tl.cast(row0, tl.int64) * SL
+    return base + (tl.arange(0, BLOCK_L)[:, None] * SL + tl.arange(0, D)[None, :])
 
 
 @triton.jit
@@ -98,16 +125,14 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TI
     acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
     vsum = tl.zeros((D,), dtype=tl.float32)
     run_max = float("-inf")
-    k_base = head_base(bh, H, K_SB, K_SH)
-    v_base = head_base(bh, H, V_SB, V_SH)
     first = split * TILES_PER_SPLIT
     last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
     for t in range(first, last):  # every tile holds at least one valid row
         offs_l = t * BLOCK_L + tl.arange(0, BLOCK_L)
         mask_l = offs_l < L
-        kt = tl.load(K + k_base + offs_l[:, None] * K_SL + offs_d[None, :], mask=mask_l[:, None],
+        kt = tl.load(K + tile_offsets(bh, t * BLOCK_L, H, K_SB, K_SH, K_SL, BLOCK_L, D), mask=mask_l[:, None],
                      other=0.0).to(tl.float32)
-        vt = tl.load(V + v_base + offs_l[:, None] * V_SL + offs_d[None, :], mask=mask_l[:, None],
+        vt = tl.load(V + tile_offsets(bh, t * BLOCK_L, H, V_SB, V_SH, V_SL, BLOCK_L, D), mask=mask_l[:, None],
                      other=0.0).to(tl.float32)
         hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
         u = tl.dot(kt, tl.trans(w), input_precision=INPUT_PRECISION) * s
@@ -155,16 +180,17 @@ def _kv_reduce_kernel(A_PART, Z_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_S
         tl.store(KMAX + bh, gmax)
 
 
-@triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION"])
-@triton.jit(do_not_specialize=["L"])  # one compile for every sequence length
-def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, M, s, eps, H, Q_SB, Q_SH, Q_SL,
+@autotune_rows
+@triton.jit(do_not_specialize=["L", "L_BUCKET"])  # one compile for every sequence length
+def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, L_BUCKET, M, s, eps, H, Q_SB, Q_SH, Q_SL,
                    D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
-    offs_l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    row0 = tl.program_id(1) * BLOCK_L
+    offs_l = row0 + tl.arange(0, BLOCK_L)
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
-    q_ptrs = head_base(bh, H, Q_SB, Q_SH) + offs_l[:, None] * Q_SL + offs_d[None, :]
-    qt = tl.load(Q + q_ptrs, mask=mask_l[:, None], other=0.0).to(tl.float32)
+    qt = tl.load(Q + tile_offsets(bh, row0, H, Q_SB, Q_SH, Q_SL, BLOCK_L, D), mask=mask_l[:, None],
+                 other=0.0).to(tl.float32)
     hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
     run_max = tl.full((BLOCK_L,), float("-inf"), dtype=tl.float32)
     num = tl.zeros((BLOCK_L, D), dtype=tl.float32)
@@ -231,6 +257,6 @@ def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: tor
     den = new_output((b, h, length), dtype=torch.float32, device=q.device)
     grid = lambda meta: (b * h, triton.cdiv(length, meta["BLOCK_L"]))
     _attend_kernel[grid](q, w, state_s, state_z, state_s.sum(dim=2), state_z.sum(dim=2), out, qmax, den,
-                         length, m, d ** -0.25, eps, h, *row_strides(q),
+                         length, length_bucket(length), m, d ** -0.25, eps, h, *row_strides(q),
                          D=d, BLOCK_M=block_m(m), INPUT_PRECISION=precision(q.dtype))
     return out, qmax, den
