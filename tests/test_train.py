@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from trackformer.metrics import separation_scores
 from trackformer.registry import CheckpointError, build_model, load_checkpoint, load_model
 from trackformer.train import PRESETS, TrainConfig, apply_overrides, fit, load_config, preset, pretrain, save_config
 from trackformer.train.checkpoint import save_checkpoint
 from trackformer.train.cli import add_parser, config_from_args
+from trackformer.train.songs import select_songs
+from trackformer.train.validation import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = dict(n_fft=256, hop=64, d_model=32, n_layers=2, n_heads=2, nb_features=16, ffn=64, dropout=0.0)
@@ -149,7 +152,6 @@ def test_moisesdb_trains_on_every_song_and_validates_on_at_most_4_stems(tmp_path
     """Songs with more than 4 stems are trained on (only mixtures matter) and validated on their MUSDB groups."""
     from trackformer.data import MoisesDB, write_song
     from trackformer.data.songs import split_fraction
-    from trackformer.train.trainer import Trainer
 
     rng = np.random.default_rng(0)
     t = np.arange(3 * 8000) / 8000
@@ -169,7 +171,7 @@ def test_moisesdb_trains_on_every_song_and_validates_on_at_most_4_stems(tmp_path
             write_song(str(tmp_path / "db"), name, stems, 8000)
     cfg = tiny(tmp_path / "run", data="moisesdb", root=str(tmp_path / "db"), max_steps=2, eval_every=2,
                valid_examples=2)
-    train, valid = Trainer(cfg)._songs()
+    train, valid = select_songs(cfg)
     all_valid = {s.name for s in MoisesDB(cfg.root, sample_rate=8000, channels=1, max_stems=None).split("valid")}
     assert len(train) == 4 and any(s.num_stems == 6 for s in train)
     assert {s.name for s in valid} == all_valid and len(valid) == 4 and all(s.num_stems <= 4 for s in valid)
@@ -195,6 +197,43 @@ def test_sigterm_stops_after_the_step_with_checkpoint(tmp_path, monkeypatch):
     payload = load_checkpoint(fit(tiny(tmp_path, max_steps=1000)))
     assert (payload["step"], payload["reason"]) == (2, "SIGTERM")
     assert signal.getsignal(signal.SIGTERM) is previous  # the handler is uninstalled again
+
+
+class _Halves(torch.nn.Module):
+    """A fixed "separator" without masks: two outputs, 0.7 and 0.3 of the mixture plus a little of it delayed."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, mixture):
+        echo = 0.05 * torch.roll(mixture, 7, dims=-1)
+        return torch.stack((0.7 * mixture + echo, 0.3 * mixture - echo), dim=1)
+
+
+def test_validation_averages_sisnri_over_multi_stem_segments_only(tmp_path):
+    """A 1-stem song segment (the mixture is its stem: SI-SNRi ~ -90 dB) is scored as SI-SNR on its own row
+    (FUSS convention), not averaged into the SI-SNRi rows; a silent one is counted and skipped."""
+    t = torch.arange(800) / 8000
+    tone = lambda f, a: (a * torch.sin(2 * np.pi * f * t))[None]  # (C=1, T)
+    stems1 = torch.stack((tone(300, 0.5), tone(1200, 0.3)))  # 2 active stems
+    stems2 = torch.stack((tone(500, 0.4), torch.zeros(1, 800)))  # 1 active stem (+ a silent one)
+    stems3 = torch.zeros(2, 1, 800)  # silent song
+    batch = lambda a, b: dict(x1=a.sum(0)[None], x2=b.sum(0)[None], stems1=a[None], stems2=b[None],
+                              n_stems1=torch.tensor([2]), n_stems2=torch.tensor([2]))
+    model = _Halves()
+    metrics = validate(model, [batch(stems1, stems2), batch(stems1, stems3)], "mixit", tiny(tmp_path))
+    multi = separation_scores(model(stems1.sum(0)[None])[0], stems1, stems1.sum(0))
+    single = separation_scores(model(stems2.sum(0)[None])[0], stems2, stems2.sum(0))
+    assert single["n_active_refs"] == 1 and single["one_to_one_sisnri"] < -50  # what used to be averaged in
+    assert metrics["song_one_to_one_sisnri"] == pytest.approx(multi["one_to_one_sisnri"])
+    assert metrics["song_mixit_sisnri"] == pytest.approx(multi["mixit_sisnri"])
+    assert metrics["song_single_stem_sisnr"] == pytest.approx(single["one_to_one_sisnr"])
+    assert (metrics["song_segments_multi_stem"], metrics["song_segments_single_stem"],
+            metrics["songs_skipped_silent"]) == (2, 1, 1)
+    mom = separation_scores(model((stems1.sum(0) + stems2.sum(0))[None])[0],
+                            torch.stack((stems1.sum(0), stems2.sum(0))), stems1.sum(0) + stems2.sum(0))
+    assert metrics["mom_sisnri"] == pytest.approx(mom["mixit_sisnri"])  # the pair with a silent song is left out
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

@@ -1,4 +1,4 @@
-"""Training: MixIT (:func:`fit`), Audio-MAE pre-training (:func:`pretrain`), checkpoints and DDP.
+"""Training: MixIT (:func:`fit`), Audio-MAE pre-training (:func:`pretrain`), validation, checkpoints and DDP.
 
     config = preset("tiny-cpu").replace(max_steps=500, run_dir="runs/try")
     last = fit(config)                      # run_dir/checkpoints/last.pt
@@ -13,10 +13,10 @@ import importlib
 
 from trackformer.train.config import PRESETS, TrainConfig, apply_overrides, load_config, preset, save_config
 
-_LAZY = {"Trainer": "trainer", "evaluate": "trainer", "fit": "trainer", "pretrain": "trainer"}
+_LAZY = {"Trainer": "trainer", "fit": "trainer", "pretrain": "trainer", "validate": "validation"}
 
-__all__ = ["PRESETS", "TrainConfig", "Trainer", "apply_overrides", "evaluate", "fit", "load_config", "preset",
-           "pretrain", "save_config"]
+__all__ = ["PRESETS", "TrainConfig", "Trainer", "apply_overrides", "fit", "load_config", "preset", "pretrain",
+           "save_config", "validate"]
 
 
 def __getattr__(name: str):

@@ -10,6 +10,9 @@ DistributedDataParallel and rank 0 alone writes the run folder:
   run_dir/tensorboard/       the same scalars for TensorBoard (when torch.utils.tensorboard imports)
   run_dir/checkpoints/last.pt  the latest checkpoint (see trackformer.train.checkpoint)
 
+The songs come from :func:`~trackformer.train.songs.select_songs`, validation is
+:func:`~trackformer.train.validation.validate`, the reporting :mod:`trackformer.train.logger`.
+
 Exact resume: epoch e draws its examples with ``MixitPairs(..., seed=f(seed, e), deterministic=True)`` in index
 order, so example i of epoch e is a function of (seed, e, i) alone and a resumed run restarts the epoch at the
 example where it stopped (no data re-read). RNG states of every rank, optimizer, scheduler and grad scaler are
@@ -18,7 +21,7 @@ uninterrupted one.
 """
 
 import contextlib
-import json
+import dataclasses
 import logging
 import math
 import os
@@ -32,21 +35,21 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from trackformer.data import MixitPairs, MoisesDB, StemsFolder, SyntheticMusic, make_loader
-from trackformer.data.moisesdb import MUSDB_GROUPS
-from trackformer.metrics import effective_mask_count, mask_overlap, separation_scores
+from trackformer.data import MixitPairs, make_loader
 from trackformer.mixit import mixit_loss
-from trackformer.models import diversity_loss, sparsity_loss
+from trackformer.models import PerformerSeparator, diversity_loss, sparsity_loss
 from trackformer.registry import CheckpointError, build_model, load_checkpoint
 from trackformer.train import distributed as tdist
 from trackformer.train.checkpoint import capture_rng, restore_rng, save_checkpoint
-from trackformer.train.config import TrainConfig, save_config
+from trackformer.train.config import TrainConfig
+from trackformer.train.logger import RunLogger, TrainWindow
+from trackformer.train.songs import select_songs
+from trackformer.train.validation import validate
 
 log = logging.getLogger("trackformer.train")
 
 STAGES = ("mixit", "pretrain")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-_VALID_SONGS_SYNTHETIC = 8
 
 
 def checkpoint_path(run_dir: str) -> str:
@@ -154,10 +157,26 @@ class _Stop:
                 signal.signal(s, h)
 
 
+@dataclasses.dataclass
+class _RunState:
+    """What a checkpoint saves besides the step: the model (registry name, config, module), its optimizer, lr
+    schedule and fp16 grad scaler (None otherwise), and the position in the data (epoch, its batches done)."""
+
+    name: str
+    spec: dict
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
 class Trainer:
     """One run of one stage. ``Trainer(config, stage).run(resume=False)`` → path of the last checkpoint.
 
-    After :meth:`run`, ``trainer.model`` is the trained (unwrapped) model and ``trainer.step`` the step count.
+    After :meth:`run`, ``trainer.model`` is the trained (unwrapped) model, ``trainer.step`` the step count and
+    ``trainer.metrics`` the last validation.
     """
 
     def __init__(self, config: TrainConfig, stage: str = "mixit"):
@@ -171,34 +190,152 @@ class Trainer:
         self.step = 0
         self.metrics: dict = {}
 
-    # ------------------------------------------------------------------------------------------------ data
-    def _songs(self):
-        cfg = self.config
-        if cfg.data == "synthetic":
-            common = dict(seconds=cfg.synthetic_seconds, sample_rate=cfg.sample_rate, channels=cfg.channels)
-            train = SyntheticMusic(cfg.synthetic_songs, seed=cfg.seed, **common).songs
-            valid = SyntheticMusic(_VALID_SONGS_SYNTHETIC, seed=cfg.seed + 1, **common).songs
-            return train, valid
-        cls = MoisesDB if cfg.data == "moisesdb" else StemsFolder
-        if not os.path.isdir(cfg.root):
-            raise FileNotFoundError(f"data root {cfg.root!r} (data={cfg.data!r}) is not a folder")
-        options = dict(sample_rate=cfg.sample_rate, channels=cfg.channels)
-        collection = cls(cfg.root, max_stems=None, **options)  # MixIT trains on mixtures: every song counts
-        train = collection.split("train")
-        if len(train) < 2:
-            raise ValueError(f"{cfg.root}: {len(train)} training song(s) found ({len(collection.songs)} in all, "
-                             f"{len(collection.skipped)} skipped); MixIT needs at least 2")
-        # Validation scores at most 4 references per song: a song's own stems where it has at most 4, its MUSDB
-        # groups (vocals, drums, bass, other) where it has more (most real MoisesDB songs).
-        valid = [song for song in collection.split("valid") if song.num_stems <= 4]
-        many = {song.name for song in collection.split("valid") if song.num_stems > 4}
-        if many and cls is MoisesDB:
-            grouped = MoisesDB(cfg.root, max_stems=4, stem_groups=MUSDB_GROUPS, **options)
-            valid += [song for song in grouped.songs if song.name in many]
-        elif many:
-            log.warning("%d validation song(s) with more than 4 stems are left out of validation", len(many))
-        return train, valid
+    # ------------------------------------------------------------------------------------------------ run
+    def run(self, resume: bool = False) -> str:
+        """Trains until max_steps / epochs / max_minutes / SIGTERM; returns the path of the last checkpoint."""
+        self.dist = tdist.setup(self.config.device)
+        try:
+            return self._run(resume)
+        finally:
+            tdist.teardown(self.dist)
 
+    def _run(self, resume: bool) -> str:
+        cfg, dist_info = self.config, self.dist
+        device = dist_info.device
+        if cfg.amp != "off" and device.type != "cuda":
+            raise ValueError(f"amp={cfg.amp!r} needs a CUDA device (this run uses {device}); set amp: off")
+        per_step = cfg.batch_size * dist_info.world_size
+        self.steps_per_epoch = cfg.examples_per_epoch // per_step
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"examples_per_epoch ({cfg.examples_per_epoch}) is smaller than one global batch "
+                             f"(batch_size {cfg.batch_size} x {dist_info.world_size} process(es))")
+        total = min(cfg.max_steps or math.inf, (cfg.epochs or math.inf) * self.steps_per_epoch)  # inf: time-bound
+
+        seed_everything(cfg.seed)
+        state = self._start(device, total, resume)
+        self.model = state.model
+        state.model.train()
+        objective = self._objective(state.model, device)
+        train_songs, valid_songs = select_songs(cfg)
+        valid_loader = self._valid_loader(valid_songs) if dist_info.is_main else None
+        logger = RunLogger(cfg, self.stage, enabled=dist_info.is_main, resumed_step=self.step)
+        progress = logger.progress(total, self.step)
+        window = TrainWindow(device)
+        deadline = None if cfg.max_minutes is None else time.monotonic() + 60 * cfg.max_minutes
+        signals = _Stop()
+        stopped = None  # why the run stops before ``total`` steps
+        with signals.installed():
+            while self.step < total and stopped is None:
+                for batch in self._epoch_loader(train_songs, state.epoch, state.batch_in_epoch):
+                    x1 = batch["x1"].to(device, non_blocking=True)
+                    x2 = batch["x2"].to(device, non_blocking=True)
+                    loss, parts, grad_norm = self._optimize(state, objective, x1, x2)
+                    self.step += 1
+                    state.batch_in_epoch += 1
+                    if cfg.redraw_every and self.step % cfg.redraw_every == 0:
+                        self._redraw(state.model)
+                    window.add(loss, parts, grad_norm, x1.shape[0] * dist_info.world_size)
+                    progress.update(1)
+                    if self.step % cfg.log_every == 0 or self.step >= total:
+                        record = window.flush(dist_info, allow_nonfinite=cfg.amp == "fp16", step=self.step)
+                        record.update(lr=state.scheduler.get_last_lr()[0], epoch=state.epoch)
+                        logger.train(self.step, record, progress)
+                    if self.step % cfg.eval_every == 0 or self.step >= total:
+                        self._validate(state.model, valid_loader, logger)
+                    stopped = self._stop_reason(signals, deadline)
+                    if stopped is not None or self.step >= total:
+                        break
+                    if self.step % cfg.checkpoint_every == 0:
+                        self._save(state, "periodic", logger)
+                if state.batch_in_epoch >= self.steps_per_epoch:
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        if stopped is not None:
+            log.info("stopping at step %d (%s); resume with resume=True / --resume", self.step, stopped)
+        path = self._save(state, stopped or "done", logger)
+        progress.close()
+        logger.close()
+        return path
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def _autocast(self):
+        """The mixed-precision context of the run (a no-op with amp off)."""
+        if self.config.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=_AMP_DTYPES[self.config.amp])
+
+    def _optimize(self, state: _RunState, objective: nn.Module, x1: torch.Tensor, x2: torch.Tensor):
+        """One optimizer step on the batch (x1, x2); returns (loss, loss parts, gradient norm or None)."""
+        cfg = self.config
+        with self._autocast():
+            loss, parts = objective(x1, x2)
+        if state.scaler is not None:
+            state.scaler.scale(loss).backward()
+            state.scaler.unscale_(state.optimizer)
+        else:
+            loss.backward()
+        grad_norm = None
+        if cfg.grad_clip > 0:
+            params = [p for p in state.model.parameters() if p.requires_grad]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if state.scaler is not None:
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scheduler.step()
+        return loss, parts, grad_norm
+
+    def _redraw(self, model: nn.Module) -> None:
+        """New random features, seeded by (seed, step): identical on every rank and on resume."""
+        if not isinstance(model, PerformerSeparator):
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(self.config.seed * 1_000_003 + self.step)
+            model.redraw_features()
+
+    def _stop_reason(self, signals: _Stop, deadline: float | None) -> str | None:
+        """Why the run stops after this step (SIGTERM/SIGINT, max_minutes), agreed by every rank; None: go on.
+
+        Under DDP the ranks agree once per log interval (one collective), not after every step."""
+        if self.dist.distributed and self.step % self.config.log_every:
+            return None
+        out_of_time = deadline is not None and time.monotonic() > deadline
+        if tdist.any_rank(self.dist, out_of_time or signals.reason is not None):
+            return signals.reason or "max_minutes"
+        return None
+
+    @torch.no_grad()
+    def _validate(self, model: nn.Module, loader, logger: RunLogger) -> None:
+        """:func:`validate` on rank 0 (the others wait) into ``self.metrics``."""
+        if loader is not None:
+            was_training = model.training
+            model.eval()
+            try:
+                with self._autocast():
+                    self.metrics = validate(model, loader, self.stage, self.config)
+            finally:
+                model.train(was_training)
+            logger.valid(self.step, self.metrics)
+        tdist.barrier(self.dist)
+
+    def _save(self, state: _RunState, reason: str, logger: RunLogger) -> str:
+        """Writes the run's checkpoint (rank 0, with every rank's RNG state); returns its path."""
+        cfg, dist_info = self.config, self.dist
+        path = checkpoint_path(cfg.run_dir)
+        rng = tdist.gather_objects(dist_info, capture_rng())
+        if dist_info.is_main:
+            save_checkpoint(path, dict(
+                stage=self.stage, model=dict(name=state.name, config=state.spec, state=state.model.state_dict()),
+                optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
+                scaler=state.scaler.state_dict() if state.scaler is not None else None, rng=rng, step=self.step,
+                epoch=state.epoch, examples_in_epoch=state.batch_in_epoch * cfg.batch_size * dist_info.world_size,
+                world_size=dist_info.world_size, config=cfg.to_dict(), metrics=self.metrics, reason=reason))
+            logger.event(dict(kind="checkpoint", step=self.step, reason=reason, path=path))
+        tdist.barrier(dist_info)
+        return path
+
+    # ------------------------------------------------------------------------------------------------ data
     def _epoch_loader(self, songs, epoch: int, start_batch: int):
         """Loader of epoch ``epoch`` from its ``start_batch``-th (global) batch on; items fixed by (seed, epoch)."""
         cfg, world = self.config, self.dist.world_size
@@ -226,15 +363,48 @@ class Trainer:
         return make_loader(dataset, batch_size=cfg.batch_size, workers=min(cfg.workers, 2), shuffle=False,
                            seed=cfg.seed)
 
-    # ------------------------------------------------------------------------------------------------ model
-    def _build(self, device: torch.device):
-        name, spec = model_spec(self.config)
+    # ------------------------------------------------------------------------------------------------ setup
+    def _start(self, device: torch.device, total: float, resume: bool) -> _RunState:
+        """The run's model, optimizer, schedule and scaler: restored from the run's checkpoint (``resume``), or
+        fresh (the encoder from ``init_from`` when set)."""
+        cfg = self.config
+        name, spec = model_spec(cfg)
         model = build_model(name, spec).to(device)
-        if self.stage == "pretrain" and not hasattr(model, "pretrain_loss"):
+        if self.stage == "pretrain" and not isinstance(model, PerformerSeparator):
             raise ValueError(f"model {name!r} has no Audio-MAE pre-training (pretrain_loss); use 'performer'")
-        if self.config.diversity_weight > 0 and name != "performer":
+        if cfg.diversity_weight > 0 and not isinstance(model, PerformerSeparator):
             raise ValueError(f"diversity_weight needs a mask-based model ('performer'), not {name!r}")
-        return name, spec, model
+        optimizer = self._optimizer(model, device)
+        state = _RunState(name, spec, model, optimizer,
+                          torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, total)),
+                          torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None)
+        path = checkpoint_path(cfg.run_dir)
+        if resume and os.path.isfile(path):
+            self._restore(state, load_checkpoint(path), path)  # on the CPU: RNG states must stay CPU tensors
+            return state
+        if resume:
+            log.warning("resume requested but %s does not exist: starting a new run", path)
+        elif os.path.isfile(path):
+            log.warning("%s exists and will be overwritten by this new run (pass --resume to continue it)", path)
+        if cfg.init_from:
+            self._init_from(model, name, cfg.init_from)
+        torch.manual_seed(cfg.seed + self.dist.rank)  # per-rank dropout streams, same init everywhere
+        return state
+
+    def _optimizer(self, model: nn.Module, device: torch.device):
+        cfg = self.config
+        decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type == "cuda")
+
+    def _objective(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """The stage's loss module, wrapped in DDP under torchrun and compiled when ``config.compile``."""
+        objective = Objective(model, self.stage, self.config)
+        if self.dist.distributed:
+            objective = nn.parallel.DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True)
+        return torch.compile(objective) if self.config.compile else objective
 
     def _init_from(self, model: nn.Module, name: str, path: str) -> None:
         """Initialises ``model`` from a (pre-training) checkpoint: the encoder if the model has one, else all."""
@@ -244,7 +414,7 @@ class Trainer:
                                   f"{name!r}")
         state = payload["model"]["state"]
         try:
-            if hasattr(model, "load_encoder_state_dict"):
+            if isinstance(model, PerformerSeparator):
                 model.load_encoder_state_dict(state)
             else:
                 model.load_state_dict(state)
@@ -252,170 +422,22 @@ class Trainer:
             raise CheckpointError(f"init_from {path} does not fit this model: {err}") from err
         log.info("initialised the %s encoder from %s (step %d)", name, path, payload["step"])
 
-    def _optimizer(self, model: nn.Module, device: torch.device):
-        cfg = self.config
-        decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type == "cuda")
-
-    def _redraw(self, model: nn.Module) -> None:
-        """New random features, seeded by (seed, step): identical on every rank and on resume."""
-        if not hasattr(model, "redraw_features"):
-            return
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(self.config.seed * 1_000_003 + self.step)
-            model.redraw_features()
-
-    # ------------------------------------------------------------------------------------------------ run
-    def run(self, resume: bool = False) -> str:
-        """Trains until max_steps / epochs / max_minutes / SIGTERM; returns the path of the last checkpoint."""
-        cfg = self.config
-        self.dist = tdist.setup(cfg.device)
-        try:
-            return self._run(resume)
-        finally:
-            tdist.teardown(self.dist)
-
-    def _run(self, resume: bool) -> str:
-        cfg, dist_info = self.config, self.dist
-        device = dist_info.device
-        self.step, self.metrics = 0, {}
-        if cfg.amp != "off" and device.type != "cuda":
-            raise ValueError(f"amp={cfg.amp!r} needs a CUDA device (this run uses {device}); set amp: off")
-        per_step = cfg.batch_size * dist_info.world_size
-        self.steps_per_epoch = cfg.examples_per_epoch // per_step
-        if self.steps_per_epoch < 1:
-            raise ValueError(f"examples_per_epoch ({cfg.examples_per_epoch}) is smaller than one global batch "
-                             f"(batch_size {cfg.batch_size} x {dist_info.world_size} process(es))")
-        total = min(cfg.max_steps or math.inf, (cfg.epochs or math.inf) * self.steps_per_epoch)  # inf: time-bound
-        ckpt_file = checkpoint_path(cfg.run_dir)
-
-        seed_everything(cfg.seed)
-        name, spec, model = self._build(device)
-        optimizer = self._optimizer(model, device)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg, total))
-        scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-        epoch, batch_in_epoch = 0, 0
-
-        payload = None
-        if resume:
-            if os.path.isfile(ckpt_file):
-                payload = load_checkpoint(ckpt_file)  # on the CPU: RNG states must stay CPU tensors
-            else:
-                log.warning("resume requested but %s does not exist: starting a new run", ckpt_file)
-        elif os.path.isfile(ckpt_file):
-            log.warning("%s exists and will be overwritten by this new run (pass resume=True to continue it)",
-                        ckpt_file)
-        if payload is not None:
-            epoch, batch_in_epoch = self._restore(payload, ckpt_file, name, spec, model, optimizer, scheduler,
-                                                  scaler)
-        else:
-            if cfg.init_from:
-                self._init_from(model, name, cfg.init_from)
-            torch.manual_seed(cfg.seed + dist_info.rank)  # per-rank dropout streams, same init everywhere
-        self.model = model
-        model.train()
-
-        objective = Objective(model, self.stage, cfg)
-        if dist_info.distributed:
-            objective = nn.parallel.DistributedDataParallel(
-                objective, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True)
-        if cfg.compile:
-            objective = torch.compile(objective)
-
-        train_songs, valid_songs = self._songs()
-        valid_loader = self._valid_loader(valid_songs) if dist_info.is_main else None
-        logger = _RunLogger(cfg, self.stage, enabled=dist_info.is_main, resumed_step=self.step)
-        amp = (torch.autocast(device.type, dtype=_AMP_DTYPES[cfg.amp]) if cfg.amp != "off"
-               else contextlib.nullcontext())
-        params = [p for p in model.parameters() if p.requires_grad]
-
-        def checkpoint(reason: str) -> None:
-            rng = tdist.gather_objects(dist_info, capture_rng())
-            if dist_info.is_main:
-                save_checkpoint(ckpt_file, dict(
-                    stage=self.stage, model=dict(name=name, config=spec, state=model.state_dict()),
-                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                    scaler=scaler.state_dict() if scaler is not None else None, rng=rng, step=self.step,
-                    epoch=epoch, examples_in_epoch=batch_in_epoch * per_step,
-                    world_size=dist_info.world_size, config=cfg.to_dict(), metrics=self.metrics, reason=reason))
-                logger.event(dict(kind="checkpoint", step=self.step, reason=reason, path=ckpt_file))
-            tdist.barrier(dist_info)
-
-        progress = logger.progress(total, self.step)
-        window = _Window(device)
-        started = time.monotonic()
-        stop = _Stop()
-        reason = "done"
-        with stop.installed():
-            while self.step < total and reason == "done":
-                for batch in self._epoch_loader(train_songs, epoch, batch_in_epoch):
-                    x1 = batch["x1"].to(device, non_blocking=True)
-                    x2 = batch["x2"].to(device, non_blocking=True)
-                    with amp:
-                        loss, parts = objective(x1, x2)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.unscale_(optimizer)
-                    else:
-                        loss.backward()
-                    grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0
-                                 else None)
-                    if scaler is not None:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    scheduler.step()
-                    self.step += 1
-                    batch_in_epoch += 1
-                    if cfg.redraw_every and self.step % cfg.redraw_every == 0:
-                        self._redraw(model)
-                    window.add(loss, parts, grad_norm, x1.shape[0] * dist_info.world_size)
-                    progress.update(1)
-
-                    if self.step % cfg.log_every == 0 or self.step >= total:
-                        record = window.flush(dist_info, allow_nonfinite=cfg.amp == "fp16", step=self.step)
-                        record.update(lr=scheduler.get_last_lr()[0], epoch=epoch)
-                        logger.train(self.step, record, progress)
-                    if self.step % cfg.eval_every == 0 or self.step >= total:
-                        self._validate(model, valid_loader, amp, logger)
-                    out_of_time = cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
-                    # one collective per log interval under DDP, so all ranks stop together without a per-step sync
-                    if ((not dist_info.distributed or self.step % cfg.log_every == 0)
-                            and tdist.any_rank(dist_info, out_of_time or stop.reason is not None)):
-                        reason = stop.reason or "max_minutes"
-                        break
-                    if self.step >= total:
-                        break
-                    if self.step % cfg.checkpoint_every == 0:
-                        checkpoint("periodic")
-                if batch_in_epoch >= self.steps_per_epoch:
-                    epoch, batch_in_epoch = epoch + 1, 0
-        if reason != "done":
-            log.info("stopping at step %d (%s); resume with resume=True / --resume", self.step, reason)
-        checkpoint(reason)
-        progress.close()
-        logger.close()
-        return ckpt_file
-
-    def _restore(self, payload, path, name, spec, model, optimizer, scheduler, scaler) -> tuple[int, int]:
-        """Loads a checkpoint of this run into the fresh objects; returns (epoch, batch_in_epoch)."""
+    def _restore(self, state: _RunState, payload: dict, path: str) -> None:
+        """Loads a checkpoint of this run into the fresh ``state``; sets the step, metrics and data position."""
         cfg, dist_info = self.config, self.dist
         if payload["stage"] != self.stage:
             raise CheckpointError(f"{path} is a {payload['stage']!r} checkpoint; this run is {self.stage!r} "
                                   f"(to start MixIT training from a pre-trained encoder use init_from)")
-        if payload["model"]["name"] != name or payload["model"]["config"] != spec:
+        if payload["model"]["name"] != state.name or payload["model"]["config"] != state.spec:
             raise CheckpointError(f"{path} holds model {payload['model']['name']!r} {payload['model']['config']}, "
-                                  f"but the config asks for {name!r} {spec}; use another run_dir or the same model")
+                                  f"but the config asks for {state.name!r} {state.spec}; use another run_dir or "
+                                  "the same model")
         try:
-            model.load_state_dict(payload["model"]["state"])
-            optimizer.load_state_dict(payload["optimizer"])
-            scheduler.load_state_dict(payload["scheduler"])
-            if scaler is not None and payload.get("scaler"):
-                scaler.load_state_dict(payload["scaler"])
+            state.model.load_state_dict(payload["model"]["state"])
+            state.optimizer.load_state_dict(payload["optimizer"])
+            state.scheduler.load_state_dict(payload["scheduler"])
+            if state.scaler is not None and payload.get("scaler"):
+                state.scaler.load_state_dict(payload["scaler"])
         except (KeyError, ValueError, TypeError, RuntimeError) as err:
             raise CheckpointError(f"{path}: model/optimizer/scheduler state does not fit this run: "
                                   f"{str(err).splitlines()[0]}") from err
@@ -431,185 +453,10 @@ class Trainer:
             restore_rng(rng[dist_info.rank])
         else:
             torch.manual_seed(cfg.seed + dist_info.rank + self.step)
-        epoch, batch = int(payload["epoch"]), examples // per_step
-        if batch >= self.steps_per_epoch:  # saved at the end of an epoch
-            epoch, batch = epoch + 1, 0
-        log.info("resumed %s at step %d (epoch %d) from %s", self.stage, self.step, epoch, path)
-        return epoch, batch
-
-    @torch.no_grad()
-    def _validate(self, model: nn.Module, loader, amp, logger) -> None:
-        """Validation on rank 0 (the others wait): see :func:`evaluate`."""
-        if loader is not None:
-            was_training = model.training
-            model.eval()
-            try:
-                with amp:
-                    self.metrics = evaluate(model, loader, self.stage, self.config)
-            finally:
-                model.train(was_training)
-            logger.valid(self.step, self.metrics)
-        tdist.barrier(self.dist)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, stage: str, config: TrainConfig) -> dict:
-    """Validation metrics over ``loader`` (MixitPairs with return_stems): means over the examples.
-
-    Both stages: ``loss`` (the stage's training loss, MixIT in dB or MAE MSE). MixIT stage, also:
-      mom_sisnri: MixIT-style SI-SNRi of the two songs recovered from their mixture x1 + x2 (outputs assigned
-        to the songs, summed) — what MixIT optimises;
-      song_one_to_one_sisnri / song_mixit_sisnri: SI-SNRi of each song's own stems when the model separates
-        that song's mixture alone (one-to-one and MixIT-style, trackformer.metrics.separation_scores);
-      n_eff, mask_overlap: effective mask count and mask overlap on x1 + x2 (mask models only).
-    """
-    device = next(model.parameters()).device
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-
-    def add(key, value):
-        sums[key] = sums.get(key, 0.0) + float(value)
-        counts[key] = counts.get(key, 0) + 1
-
-    generator = torch.Generator(device).manual_seed(config.seed)  # the same MAE frame masks at every validation
-    has_masks = hasattr(model, "spectrogram")
-    skipped = 0
-    for batch in loader:
-        x1, x2 = batch["x1"].to(device), batch["x2"].to(device)
-        mixture = x1 + x2
-        if stage == "pretrain":
-            add("loss", model.pretrain_loss(mixture, mask_ratio=config.mae_mask_ratio, generator=generator))
-            continue
-        out = model(mixture, return_masks=True) if has_masks else model(mixture)
-        estimates, masks = out if has_masks else (out, None)
-        estimates = estimates.float()
-        songs = torch.stack((x1, x2), dim=1).float()
-        losses = mixit_loss(estimates, songs, snr_max=config.snr_max, reduction="none")
-        if masks is not None:
-            mag = model.spectrogram(mixture).abs()
-            n_eff, overlap = effective_mask_count(masks, mag), mask_overlap(masks, mag)
-        per_song = model(torch.cat((x1, x2))).float().chunk(2)  # each song's mixture separated on its own
-        for b in range(x1.shape[0]):
-            add("loss", losses[b])
-            if masks is not None:
-                add("n_eff", n_eff[b])
-                add("mask_overlap", overlap[b])
-            add("mom_sisnri", separation_scores(estimates[b], songs[b], mixture[b])["mixit_sisnri"])
-            for i, x in enumerate((x1, x2)):
-                k = int(batch[f"n_stems{i + 1}"][b])
-                try:
-                    scores = separation_scores(per_song[i][b], batch[f"stems{i + 1}"][b, :k], x[b])
-                except ValueError:  # every stem silent in this segment: nothing to score
-                    skipped += 1
-                    continue
-                add("song_one_to_one_sisnri", scores["one_to_one_sisnri"])
-                add("song_mixit_sisnri", scores["mixit_sisnri"])
-    metrics = {key: sums[key] / counts[key] for key in sums}
-    if skipped:
-        metrics["songs_skipped_silent"] = skipped
-    return metrics
-
-
-class _Window:
-    """Training statistics accumulated on the device between two log events (one host sync per log)."""
-
-    def __init__(self, device):
-        self.device = device
-        self.reset()
-
-    def reset(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.steps = 0
-        self.nonfinite = 0
-        self.examples = 0
-        self.started = time.monotonic()
-
-    def add(self, loss, parts, grad_norm, examples):
-        values = {"loss": loss.detach().float(), **{k: v.float() for k, v in parts.items()}}
-        if grad_norm is not None:
-            values["grad_norm"] = grad_norm.detach().float()
-        for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.steps += 1
-        self.examples += examples
-
-    def flush(self, dist_info, *, allow_nonfinite: bool, step: int) -> dict:
-        keys = sorted(self.sums)
-        stacked = tdist.mean_over_ranks(dist_info, torch.stack([self.sums[k] for k in keys]).to(self.device))
-        values = (stacked / max(self.steps, 1)).tolist()
-        record = dict(zip(keys, values))
-        if not math.isfinite(record["loss"]) and not allow_nonfinite:
-            raise FloatingPointError(f"training loss is not finite (mean {record['loss']}) in the {self.steps} "
-                                     f"steps up to step {step}; lower lr, enable grad_clip, or check the data")
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        record["examples_per_s"] = self.examples / elapsed
-        self.reset()
-        return record
-
-
-def _logged_step(line: str) -> float:
-    """The step of one metrics.jsonl line; +inf for a line cut short by a crash (so it is dropped)."""
-    try:
-        return json.loads(line).get("step", 0)
-    except ValueError:
-        return math.inf
-
-
-class _RunLogger:
-    """metrics.jsonl, TensorBoard and the progress bar, on rank 0 only."""
-
-    def __init__(self, config: TrainConfig, stage: str, *, enabled: bool, resumed_step: int):
-        self.enabled, self.stage = enabled, stage
-        self.writer = None
-        if not enabled:
-            return
-        os.makedirs(config.run_dir, exist_ok=True)
-        save_config(config, os.path.join(config.run_dir, "config.yaml"))
-        self.path = os.path.join(config.run_dir, "metrics.jsonl")
-        if os.path.exists(self.path):  # drop what an interrupted run logged after its last checkpoint
-            with open(self.path) as f:
-                keep = [line for line in f if _logged_step(line) <= resumed_step]
-            with open(self.path, "w") as f:
-                f.writelines(keep)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(os.path.join(config.run_dir, "tensorboard"), purge_step=resumed_step + 1)
-        except ImportError:
-            log.info("tensorboard is not installed: metrics go to metrics.jsonl only")
-
-    def event(self, record: dict) -> None:
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(dict(record, stage=self.stage, time=time.time())) + "\n")
-
-    def _scalars(self, prefix: str, step: int, record: dict) -> None:
-        if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
-
-    def train(self, step: int, record: dict, progress) -> None:
-        if self.enabled:
-            self.event(dict(kind="train", step=step, **record))
-            self._scalars(f"{self.stage}/train", step, record)
-            progress.set_postfix(loss=f"{record['loss']:.3f}", ex_s=f"{record['examples_per_s']:.1f}")
-
-    def valid(self, step: int, metrics: dict) -> None:
-        if self.enabled:
-            self.event(dict(kind="valid", step=step, **metrics))
-            self._scalars(f"{self.stage}/valid", step, metrics)
-            log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-
-    def progress(self, total: float, initial: int):
-        from tqdm.auto import tqdm
-
-        return tqdm(total=None if math.isinf(total) else total, initial=initial, disable=not self.enabled,
-                    desc=self.stage, unit="step", dynamic_ncols=True, mininterval=1.0)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        state.epoch, state.batch_in_epoch = int(payload["epoch"]), examples // per_step
+        if state.batch_in_epoch >= self.steps_per_epoch:  # saved at the end of an epoch
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        log.info("resumed %s at step %d (epoch %d) from %s", self.stage, self.step, state.epoch, path)
 
 
 def fit(config: TrainConfig, *, resume: bool = False) -> str:

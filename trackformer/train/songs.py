@@ -1,0 +1,47 @@
+"""Which songs a run trains and validates on (the trainer's song-selection policy)."""
+
+import logging
+import os
+
+from trackformer.data import MoisesDB, StemsFolder, SyntheticMusic
+from trackformer.data.moisesdb import MUSDB_GROUPS
+from trackformer.train.config import TrainConfig
+
+log = logging.getLogger("trackformer.train")
+
+VALID_SONGS_SYNTHETIC = 8
+MAX_VALID_STEMS = 4  # validation scores at most this many references per song
+
+
+def select_songs(config: TrainConfig) -> tuple[list, list]:
+    """(training songs, validation songs) of ``config``'s data.
+
+    synthetic: ``synthetic_songs`` generated songs for training and 8 others (seed + 1) for validation.
+    moisesdb / stems: the collection's by-song train/valid split. Training uses every song (MixIT trains on
+    mixtures, whatever their stem count); validation keeps songs with at most 4 stems as they are and, for
+    MoisesDB, scores songs with more stems on their MUSDB groups (vocals, drums, bass, other), as most real
+    MoisesDB songs need. A stems folder's validation songs with more than 4 stems are left out (with a warning).
+    """
+    if config.data == "synthetic":
+        common = dict(seconds=config.synthetic_seconds, sample_rate=config.sample_rate, channels=config.channels)
+        train = SyntheticMusic(config.synthetic_songs, seed=config.seed, **common).songs
+        valid = SyntheticMusic(VALID_SONGS_SYNTHETIC, seed=config.seed + 1, **common).songs
+        return train, valid
+    collection_class = MoisesDB if config.data == "moisesdb" else StemsFolder
+    if not os.path.isdir(config.root):
+        raise FileNotFoundError(f"data root {config.root!r} (data={config.data!r}) is not a folder")
+    options = dict(sample_rate=config.sample_rate, channels=config.channels)
+    collection = collection_class(config.root, max_stems=None, **options)
+    train = collection.split("train")
+    if len(train) < 2:
+        raise ValueError(f"{config.root}: {len(train)} training song(s) found ({len(collection.songs)} in all, "
+                         f"{len(collection.skipped)} skipped); MixIT needs at least 2")
+    valid = [song for song in collection.split("valid") if song.num_stems <= MAX_VALID_STEMS]
+    many = {song.name for song in collection.split("valid") if song.num_stems > MAX_VALID_STEMS}
+    if many and collection_class is MoisesDB:
+        grouped = MoisesDB(config.root, max_stems=MAX_VALID_STEMS, stem_groups=MUSDB_GROUPS, **options)
+        valid += [song for song in grouped.songs if song.name in many]
+    elif many:
+        log.warning("%d validation song(s) with more than %d stems are left out of validation", len(many),
+                    MAX_VALID_STEMS)
+    return train, valid
