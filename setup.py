@@ -36,7 +36,8 @@ def _want_cuda():
 def _extension():
     cpp = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
     cu = sorted(glob.glob("csrc/**/*.cu", recursive=True))
-    cxx = ["-O3", "-g0", "-std=c++17", "-fopenmp"]
+    cxx = ["-O3", "-g0", "-std=c++17", "-fopenmp", "-ffp-contract=off"]  # no FMA contraction: host rounds alike
+    nvcc = ["-O3", "-lineinfo", "-Xcompiler", "-ffp-contract=off"]  # no fast math: subnormals and IEEE division kept
     if not _want_cuda():
         return CppExtension("trackformer._C", cpp, extra_compile_args={"cxx": cxx},
                             extra_link_args=["-fopenmp"])
@@ -45,7 +46,7 @@ def _extension():
         os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(a for a in ("7.0", "9.0") if a in supported) or "9.0"
     return CUDAExtension("trackformer._C", cpp + cu,
                          define_macros=[("TRACKFORMER_WITH_CUDA", None)],
-                         extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", "--use_fast_math"]},
+                         extra_compile_args={"cxx": cxx, "nvcc": nvcc},
                          extra_link_args=["-fopenmp"])
 
 

@@ -18,7 +18,7 @@ TORCH_LIBRARY(trackformer, m) {
   // gram (B, M, M), cross (B, M, N), energy (B, N), float32 or float64; tau = 10^(-snr_max/10).
   // Returns the assignment (B, M) int64 (labels in [0, N), lowest index sum_m A_m N^m on ties) and its loss (B,).
   // estimates (B, M, L), mixtures (B, N, L), one floating dtype, contiguous (L = channels x time). Returns
-  // gram (B, M, M), cross (B, M, N), energy (B, N) in float32 (float64 for float64 inputs), not differentiable.
+  // gram (B, M, M), cross (B, M, N), energy (B, N) in float64 (accumulated in double), not differentiable.
   m.def("mixit_stats(Tensor estimates, Tensor mixtures) -> (Tensor, Tensor, Tensor)");
   m.def("mixit_search(Tensor gram, Tensor cross, Tensor energy, float tau) -> (Tensor, Tensor)");
 }

@@ -10,7 +10,9 @@
 // below 2^52, so the grid step is ≤ 2^-52 of it), after which every err_n is an exact int64 sum, the same in any
 // order and for incremental updates. The objective is compared as the product Π_n (err_n·2^-q + τ·e_n + 1e-8),
 // held as (exponent, mantissa) with frexp after each correctly rounded multiply, so no overflow and no
-// transcendental functions enter the comparison: the CPU and CUDA kernels return identical assignments.
+// transcendental functions enter the comparison: given bitwise equal statistics, the CPU and CUDA kernels return
+// identical assignments (their losses, from each device's log10, may differ in the last bits). Built without fast
+// math and with -ffp-contract=off on the host (setup.py), so no flush-to-zero or contraction changes a rounding.
 #pragma once
 
 #include <cmath>

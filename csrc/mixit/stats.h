@@ -64,7 +64,7 @@ enum InputType { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
 }  // namespace trackformer
 
 // CUDA statistics over a batch (stats_cuda.cu): estimates (B×M×L) and mixtures (B×N×L) contiguous, of
-// `input_type` (InputType); outputs g (B×M×M), c (B×M×N), e (B×N) float32, or float64 for float64 inputs.
+// `input_type` (InputType); outputs g (B×M×M), c (B×M×N), e (B×N) float64.
 // `workspace` must hold trackformer_mixit_stats_workspace(...) bytes. Returns a cudaError_t as int.
 extern "C" int64_t trackformer_mixit_stats_workspace(int batch, int m, int n, int64_t length, int input_type);
 extern "C" int trackformer_mixit_stats_cuda(const void* estimates, const void* mixtures, int input_type, int batch,

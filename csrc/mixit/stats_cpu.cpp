@@ -50,9 +50,9 @@ void block_dot(const acc_t* a0, const acc_t* a1, const acc_t* b0, const acc_t* b
 }
 
 // One example: tiles of [ŝ; x] (padded with a zero row to an even count) converted to acc_t; the upper triangle
-// of their Gram in 2×2 blocks, per-tile sums in acc_t, tile totals in double; then the needed pairs.
+// of their Gram in 2×2 blocks, per-tile sums in acc_t, tile totals in double; then the needed pairs (double).
 template <typename scalar_t, typename acc_t>
-void stats_example(const scalar_t* s, const scalar_t* x, int m, int n, int64_t len, acc_t* g, acc_t* c, acc_t* e) {
+void stats_example(const scalar_t* s, const scalar_t* x, int m, int n, int64_t len, double* g, double* c, double* e) {
   constexpr int kWidth = kVecBytes / sizeof(acc_t);
   const int rows = m + n, padded_rows = (rows + 1) & ~1, nb = padded_rows / 2;
   std::vector<acc_t> tile(static_cast<size_t>(padded_rows) * kTile, acc_t(0));
@@ -93,7 +93,7 @@ void stats_batch(const at::Tensor& est, const at::Tensor& mix, at::Tensor& g, at
   const int m = static_cast<int>(est.size(1)), n = static_cast<int>(mix.size(1));
   const scalar_t* s = est.data_ptr<scalar_t>();
   const scalar_t* x = mix.data_ptr<scalar_t>();
-  acc_t *gp = g.data_ptr<acc_t>(), *cp = c.data_ptr<acc_t>(), *ep = e.data_ptr<acc_t>();
+  double *gp = g.data_ptr<double>(), *cp = c.data_ptr<double>(), *ep = e.data_ptr<double>();
   // Examples in parallel only when each thread gets enough multiply-adds to outweigh waking the pool.
   const int64_t work = std::max<int64_t>(1, len * num_pairs(m, n));
   const int64_t grain = std::max<int64_t>(1, kMinParallelWork / work);
@@ -107,8 +107,7 @@ void stats_batch(const at::Tensor& est, const at::Tensor& mix, at::Tensor& g, at
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mixit_stats_cpu(const at::Tensor& est, const at::Tensor& mix) {
   check_stats_inputs(est, mix);
   const int64_t b = est.size(0), m = est.size(1), n = mix.size(1);
-  const auto acc = est.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  auto opts = est.options().dtype(acc);
+  auto opts = est.options().dtype(at::kDouble);  // accumulated in double: returned without rounding
   auto g = new_output({b, m, m}, opts), c = new_output({b, m, n}, opts), e = new_output({b, n}, opts);
   switch (est.scalar_type()) {
     case at::kDouble: stats_batch<double, double>(est, mix, g, c, e); break;

@@ -26,7 +26,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mixit_stats_cuda(const at::Tensor
   if (est.scalar_type() == at::kDouble) type = kFloat64;
   if (est.scalar_type() == at::kHalf) type = kFloat16;
   if (est.scalar_type() == at::kBFloat16) type = kBFloat16;
-  auto opts = est.options().dtype(type == kFloat64 ? at::kDouble : at::kFloat);
+  auto opts = est.options().dtype(at::kDouble);  // accumulated in double: returned without rounding
   auto g = new_output({b, m, m}, opts), c = new_output({b, m, n}, opts), e = new_output({b, n}, opts);
   const int64_t bytes = trackformer_mixit_stats_workspace(static_cast<int>(b), static_cast<int>(m),
                                                           static_cast<int>(n), len, type);

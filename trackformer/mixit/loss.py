@@ -60,15 +60,17 @@ def _check_finite(search_loss: torch.Tensor) -> None:
 
 
 def _assign(estimates: torch.Tensor, mixtures: torch.Tensor, tau: float):
-    """Flattened inputs (B, M, L), (B, N, L), the mixture energies e (B, N), the assignment and its loss.
+    """Flattened inputs (B, M, L), (B, N, L), the mixture energies e (B, N), the assignment and its loss; e and
+    the loss in the accumulation dtype (the statistics and the search are float64).
 
     The caller checks the loss with :func:`_check_finite` (after queueing its own work, so that on CUDA the one
     host sync does not stall the launches)."""
     est, mix = flatten_inputs(estimates, mixtures)
+    acc = accumulation_dtype(est, mix)
     with torch.no_grad():
         gram, cross, energy = statistics(est, mix)
         assignment, loss = search(gram, cross, energy, tau)
-    return est, mix, energy, assignment, loss
+    return est, mix, energy.to(acc), assignment, loss.to(acc)
 
 
 def best_assignment(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=30.0):

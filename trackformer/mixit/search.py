@@ -4,15 +4,15 @@ An assignment maps each estimate m to a mixture A_m ∈ [0, N); its index is k =
 least significant base-N digit). The search returns the k minimising
 ``(1/N) Σ_n 10·log10(max(e_n − 2 Σ_{m: A_m = n} c_mn + Σ_{m, m': A_m = A_m' = n} G_mm', 0) + τ·e_n + 1e-8)``
 and, among exact ties, the lowest k. The compiled op (csrc/mixit/) evaluates the squared errors in exact
-integer arithmetic on statistics rounded to a per-example fixed-point grid (2^-52 of the largest statistic), so
-its CPU and CUDA kernels pick the same assignment bit for bit.
+integer arithmetic on statistics rounded to a per-example fixed-point grid (2^-52 of the largest statistic) and
+compares the objectives without transcendental functions, so its CPU and CUDA kernels given the same statistics
+(bit for bit) return the same assignment; the losses they report may differ in the last bits (each device's
+log10).
 """
 
 import torch
 
 from trackformer import _ext
-
-_ext.ops()  # registers the op schemas before the fake registrations below
 
 SEARCH_EPS = 1e-8
 
@@ -52,12 +52,15 @@ def search(gram: torch.Tensor, cross: torch.Tensor, energy: torch.Tensor, tau: f
     """Best assignment (B, M) int64 and its loss (B,) from the statistics; see the module docstring.
 
     Runs ``torch.ops.trackformer.mixit_search`` (C++ with the examples in parallel, or CUDA: one block per
-    example). Raises ValueError for non-finite statistics on the CPU; on CUDA such an example gets a NaN loss.
+    example), loading the compiled extension on first use. Raises ValueError for non-finite statistics on the CPU;
+    on CUDA such an example gets a NaN loss.
     """
+    _ext.load()
+    _ext.check_device("mixit_search", gram.device)
     return torch.ops.trackformer.mixit_search(gram.contiguous(), cross.contiguous(), energy.contiguous(), float(tau))
 
 
-@torch.library.register_fake("trackformer::mixit_search")
+@_ext.register_fake("trackformer::mixit_search")
 def _search_fake(gram, cross, energy, tau):
     b, m, _ = cross.shape
     return gram.new_empty((b, m), dtype=torch.int64), gram.new_empty((b,))

@@ -1,15 +1,14 @@
 """Input validation and the inner-product statistics MixIT searches over.
 
 For estimates ŝ (B, M, L) and mixtures x (B, N, L), with L = C·T (channels and time flattened):
-``G = ŝŝᵀ`` (B, M, M), ``c = ŝxᵀ`` (B, M, N), ``e = ‖x_n‖²`` (B, N). They are float32 (float64 when either
-input is float64), accumulated in that precision whatever the input dtype.
+``G = ŝŝᵀ`` (B, M, M), ``c = ŝxᵀ`` (B, M, N), ``e = ‖x_n‖²`` (B, N), float64 whatever the input dtype (the
+compiled op sums the products of one tile of positions in float32, or float64 for float64 inputs, and the tiles in
+float64).
 """
 
 import torch
 
 from trackformer import _ext
-
-_ext.ops()  # registers the op schemas before the fake registration below
 
 MAX_ESTIMATES = 16
 
@@ -60,12 +59,11 @@ def flatten_inputs(estimates: torch.Tensor, mixtures: torch.Tensor) -> tuple[tor
 
 
 def statistics_reference(est: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """G (B, M, M), c (B, M, N), e (B, N) with plain batched matmuls in the accumulation dtype.
+    """G (B, M, M), c (B, M, N), e (B, N) with plain batched matmuls in float64 (the op's output dtype).
 
     Args: est (B, M, L), mix (B, N, L) as returned by :func:`flatten_inputs`.
     """
-    acc = accumulation_dtype(est, mix)
-    s, x = est.to(acc), mix.to(acc)
+    s, x = est.double(), mix.double()
     gram = torch.bmm(s, s.transpose(1, 2))
     cross = torch.bmm(s, x.transpose(1, 2))
     energy = x.pow(2).sum(-1)
@@ -73,18 +71,21 @@ def statistics_reference(est: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Te
 
 
 def statistics(est: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """G, c, e as :func:`statistics_reference`, by ``torch.ops.trackformer.mixit_stats`` (one pass over the
-    inputs; each pair's dot product independent of the rows' positions, so duplicated estimates give equal
-    statistics). Not differentiable. Inputs of different dtypes are first cast to their promoted dtype.
+    """G, c, e (float64) as :func:`statistics_reference`, by ``torch.ops.trackformer.mixit_stats`` (one pass over
+    the inputs; each pair's dot product independent of the rows' positions, so duplicated estimates give equal
+    statistics), loading the compiled extension on first use. Not differentiable. Inputs of different dtypes are
+    first cast to their promoted dtype.
     """
+    _ext.load()
+    _ext.check_device("mixit_stats", est.device)
     dtype = torch.promote_types(est.dtype, mix.dtype)
     est, mix = est.detach().to(dtype).contiguous(), mix.detach().to(dtype).contiguous()
     return torch.ops.trackformer.mixit_stats(est, mix)
 
 
-@torch.library.register_fake("trackformer::mixit_stats")
+@_ext.register_fake("trackformer::mixit_stats")
 def _stats_fake(estimates, mixtures):
     (b, m, _), n = estimates.shape, mixtures.shape[1]
-    acc = accumulation_dtype(estimates)
-    return (estimates.new_empty((b, m, m), dtype=acc), estimates.new_empty((b, m, n), dtype=acc),
-            estimates.new_empty((b, n), dtype=acc))
+    f64 = torch.float64
+    return (estimates.new_empty((b, m, m), dtype=f64), estimates.new_empty((b, m, n), dtype=f64),
+            estimates.new_empty((b, n), dtype=f64))
