@@ -127,6 +127,16 @@ def test_search_cuda_equals_cpu(m, n, dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("length", [999, 1000])  # element-wise and vector loads
+def test_stats_cuda_duplicate_rows_are_bitwise_equal(length):
+    est = torch.randn(1, 3, length, device="cuda")
+    est = torch.cat([est, est.flip(1)], 1)          # rows 0..2 equal rows 5..3
+    g, c, _ = ops.mixit_stats(est, torch.randn(1, 2, length, device="cuda"))
+    assert torch.equal(g[0, 0], g[0, 5]) and torch.equal(g[0, 1], g[0, 4]) and torch.equal(c[0, 1], c[0, 4])
+    assert g[0, 0, 0] == g[0, 5, 5] == g[0, 0, 5]
+
+
+@pytest.mark.gpu
 def test_search_cuda_nonfinite_gives_nan():
     g, c, e = (t.cuda() for t in _stats(2, 4, 2, 20))
     c[1, 0, 0] = math.inf
@@ -134,17 +144,30 @@ def test_search_cuda_nonfinite_gives_nan():
     assert torch.isnan(loss[1]) and torch.isfinite(loss[0]) and (assignment[1] == 0).all()
 
 
+def _on_cuda(shape, dtype, misaligned: bool) -> torch.Tensor:
+    """Random (B, K, L) on CUDA; ``misaligned``: a contiguous view starting 1 element into its storage."""
+    flat = torch.randn(math.prod(shape) + 1, device="cuda").to(dtype)
+    return flat[1:].view(shape) if misaligned else flat[:-1].view(shape)
+
+
+# Lengths: odd ones take the element-wise loads; multiples of 8 with aligned rows the 16-byte vector loads (and
+# 132_304 at B = 3, 2_646_000 at B = 4 give chunks of several tiles, so the double buffering, and a partial last
+# tile); a misaligned start with a multiple-of-8 length falls back to element loads.
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("b,m,n,length", [(1, 2, 2, 1), (3, 8, 2, 132_301), (2, 16, 16, 777), (4, 12, 2, 2_646_003)])
-def test_stats_cuda_matches_reference(dtype, b, m, n, length):
-    est = torch.randn(b, m, length, device="cuda").to(dtype)
-    mix = torch.randn(b, n, length, device="cuda").to(dtype)
+@pytest.mark.parametrize("b,m,n,length,misaligned", [
+    (1, 2, 2, 1, False), (3, 8, 2, 132_301, False), (2, 16, 16, 777, False), (4, 12, 2, 2_646_003, False),
+    (1, 2, 2, 8, False), (3, 8, 2, 132_304, False), (2, 16, 16, 776, False), (4, 12, 2, 2_646_000, False),
+    (2, 7, 3, 132_304, True)])
+def test_stats_cuda_matches_reference(dtype, b, m, n, length, misaligned):
+    est, mix = _on_cuda((b, m, length), dtype, misaligned), _on_cuda((b, n, length), dtype, misaligned)
     got = ops.mixit_stats(est, mix)
-    ref = statistics_reference(est.double(), mix.double())
+    ref = statistics_reference(est, mix)
     rtol = 1e-12 if dtype == torch.float64 else 1e-5
     for x, y in zip(got, ref):
-        torch.testing.assert_close(x.double(), y, rtol=rtol, atol=rtol * math.sqrt(length) * 4)
+        assert x.dtype == torch.float64
+        torch.testing.assert_close(x, y, rtol=rtol, atol=rtol * math.sqrt(length) * 4)
+    assert torch.equal(got[0], got[0].transpose(1, 2))
 
 
 @pytest.mark.gpu
