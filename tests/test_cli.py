@@ -1,4 +1,5 @@
-"""The trackformer command line: --help everywhere, separate end to end, and one actionable line per error."""
+"""The trackformer command line: --help everywhere (fast, without torch), separate end to end with the shipped
+model or a checkpoint, output formats and names, evaluate's output folders, and one actionable line per error."""
 
 import json
 import os
@@ -13,6 +14,8 @@ from test_separate import RATE, tiny_performer, write_checkpoint
 from torch import nn
 
 import trackformer.data
+import trackformer.evaluate
+import trackformer.pretrained
 import trackformer.separate
 from trackformer import cli
 
@@ -37,7 +40,7 @@ def write_wav(path, audio, rate=RATE, subtype="FLOAT"):
 def test_help_for_every_subcommand(capsys):
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    assert {"separate", "evaluate", "train", "pretrain", "data", "bench", "demo"} <= set(commands)
+    assert {"separate", "evaluate", "export", "train", "pretrain", "data", "bench", "demo"} <= set(commands)
     for name in [None, *commands]:
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["--help"] if name is None else [name, "--help"])
@@ -52,6 +55,31 @@ def test_python_dash_m_entry_point():
     assert done.returncode == 0 and "--chunk-seconds" in done.stdout
 
 
+def test_top_level_help_imports_neither_torch_nor_the_data_stack():
+    code = ("import sys\nfrom trackformer import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'scipy', 'numpy', 'trackformer.data') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "COMMAND" in done.stdout, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_separate_help_says_unlabelled_and_what_the_model_learned_from(capsys, monkeypatch, tmp_path, checkpoint):
+    monkeypatch.setattr(trackformer.pretrained, "PACKAGE_DIR", str(tmp_path))
+    (tmp_path / "default.md").write_text("# The default model\n\nA Performer trained with MixIT on rendered\n"
+                                         "chorales at 16 kHz.\n\n## Scores\n\nmore\n")
+    with pytest.raises(SystemExit):
+        cli.main(["separate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "UNLABELLED" in out and "unsupervised" in out
+    assert "A Performer trained with MixIT on rendered chorales at 16 kHz." in out and "more" not in out
+    (tmp_path / "default.md").unlink()  # no card: the facts come from the checkpoint
+    os.link(checkpoint, tmp_path / "default.pt")
+    with pytest.raises(SystemExit):
+        cli.main(["separate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"performer model trained (mixit) on synthetic data at {RATE} Hz stereo, 0.5 s segments, 1 steps" in out
+
+
 def test_separate_end_to_end(tmp_path, capsys, checkpoint):
     audio = 0.1 * np.random.default_rng(1).standard_normal((1, 11025))  # 1 s mono at 11.025 kHz
     song = write_wav(tmp_path / "song.wav", audio, rate=11025)
@@ -59,15 +87,62 @@ def test_separate_end_to_end(tmp_path, capsys, checkpoint):
                            "--device", "cpu", "-q")
     assert rc == 0, err
     assert "8 sources" in out and "effective mask count" in out
+    folder = tmp_path / "out" / "tiny" / "song"  # <output>/<model>/<track>
     stems = []
     for i in range(1, 9):
-        data, rate = sf.read(tmp_path / "out" / "song" / f"source_{i}.wav", always_2d=True)
+        data, rate = sf.read(folder / f"source_{i}.wav", always_2d=True)
         assert rate == 11025 and data.shape == (11025, 1)
         stems.append(data)
     residual = np.sum(stems, axis=0)[:, 0] - audio[0]
     assert 10 * np.log10(np.sum(residual ** 2) / np.sum(audio ** 2)) < -60
-    assert (tmp_path / "out" / "song" / "masks.png").is_file()
-    assert (tmp_path / "out" / "song" / "separation.json").is_file()
+    assert (folder / "masks.png").is_file() and (folder / "separation.json").is_file()
+
+
+def test_separate_uses_the_shipped_model_by_default(tmp_path, capsys, checkpoint, monkeypatch):
+    song = write_wav(tmp_path / "song.wav", 0.1 * np.random.default_rng(2).standard_normal((2, 4000)))
+    monkeypatch.setattr(trackformer.pretrained, "PACKAGE_DIR", str(tmp_path / "pretrained"))
+    (tmp_path / "pretrained").mkdir()
+    rc, _, err = run_cli(capsys, "separate", song, "-o", str(tmp_path / "out"), "--device", "cpu", "-q")
+    assert rc == 1 and "no shipped model named 'default'" in err and "pass the path of a checkpoint" in err
+    os.link(checkpoint, tmp_path / "pretrained" / "default.pt")
+    os.link(checkpoint, tmp_path / "pretrained" / "small.pt")
+    rc, _, err = run_cli(capsys, "separate", song, "-o", str(tmp_path / "out"), "--device", "cpu", "-q")
+    assert rc == 0, err
+    assert (tmp_path / "out" / "default" / "song" / "source_8.wav").is_file()
+    rc, _, err = run_cli(capsys, "separate", song, "-o", str(tmp_path / "out"), "--checkpoint", "small", "-q",
+                         "--no-plot", "--device", "cpu")
+    assert rc == 0 and (tmp_path / "out" / "small" / "song" / "source_8.wav").is_file()
+    assert not (tmp_path / "out" / "small" / "song" / "masks.png").exists()
+    rc, _, err = run_cli(capsys, "separate", song, "--checkpoint", "big", "--device", "cpu")
+    assert rc == 1 and "no shipped model named 'big'; this install ships 'default', 'small'" in err
+
+
+@pytest.mark.parametrize("flags,ext,subtype", [
+    ([], "wav", "PCM_16"), (["--int24"], "wav", "PCM_24"), (["--float32"], "wav", "FLOAT"),
+    (["--flac"], "flac", "PCM_16"), (["--flac", "--int24"], "flac", "PCM_24"), (["--mp3"], "mp3", "MPEG_LAYER_III"),
+])
+def test_separate_output_formats(tmp_path, capsys, checkpoint, flags, ext, subtype):
+    song = write_wav(tmp_path / "song.wav", 0.1 * np.random.default_rng(3).standard_normal((2, 4000)))
+    rc, _, err = run_cli(capsys, "separate", song, "-o", str(tmp_path), "--checkpoint", checkpoint, "--no-plot",
+                         "--device", "cpu", "-q", "--filename", "{track}-{stem}.{ext}", *flags)
+    assert rc == 0, err
+    info = sf.info(tmp_path / "tiny" / f"song-source_1.{ext}")
+    assert info.subtype == subtype and info.samplerate == RATE
+
+
+def test_separate_flag_errors_name_the_flags(tmp_path, capsys, checkpoint):
+    song = write_wav(tmp_path / "song.wav", 0.1 * np.ones((2, 4000)))
+    common = [song, "-o", str(tmp_path), "--checkpoint", checkpoint, "--device", "cpu", "-q"]
+    for flags, message in [(["--flac", "--float32"], "--flac with --float32: FLAC cannot hold float32"),
+                           (["--mp3", "--int24"], "--mp3 with --int24: MP3 has no bit depth"),
+                           (["--overlap", "0.6"], "--overlap is a fraction of the window in (0, 0.5]"),
+                           (["--chunk-seconds", "-1"], "--chunk-seconds must be a positive number"),
+                           (["--filename", "{track}.{ext}"], "gives every stem the same file; include {stem}")]:
+        rc, _, err = run_cli(capsys, "separate", *common, *flags)
+        assert rc == 1 and message in err and "Traceback" not in err, (flags, err)
+    with pytest.raises(SystemExit):  # argparse: the two bit depths exclude each other
+        cli.main(["separate", *common, "--int24", "--float32"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def _bad_checkpoints(tmp_path, checkpoint):
@@ -116,7 +191,7 @@ def test_errors_are_one_actionable_line(tmp_path, capsys, checkpoint, monkeypatc
     (tmp_path / "again").mkdir()
     same_name = write_wav(tmp_path / "again" / "good.wav", 0.1 * np.ones((2, 4000)))
     rc, _, err = run_cli(capsys, "separate", good, same_name, "--checkpoint", checkpoint, "-o", str(tmp_path))
-    assert rc == 1 and "same folder" in err
+    assert rc == 1 and "several inputs would write to" in err and "{track}" in err
 
     monkeypatch.setattr(trackformer.separate, "load_separator", lambda path, device: (OutOfMemory(), {}))
     rc, _, err = run_cli(capsys, "separate", good, "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
@@ -143,7 +218,49 @@ def test_zero_chunk_seconds_is_an_error_not_the_default(tmp_path, capsys, checkp
     good = write_wav(tmp_path / "good.wav", 0.1 * np.ones((2, 4000)))
     rc, _, err = run_cli(capsys, "separate", good, "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
                          "--chunk-seconds", "0", "--device", "cpu", "-q")
-    assert rc == 1 and "chunk" in err and "Traceback" not in err
+    assert rc == 1 and "--chunk-seconds" in err and "Traceback" not in err
+
+
+def test_evaluate_folders_are_named_after_the_run_and_never_shared(tmp_path, capsys, checkpoint, monkeypatch):
+    calls = []
+
+    def fake_run_evaluation(ckpt, data, **kwargs):
+        calls.append((ckpt, data, kwargs["out_dir"]))
+        return dict(summary={}, segments=[], songs=0, skipped_silent=0, songs_skipped=0, seconds=0.0,
+                    json=os.path.join(kwargs["out_dir"], "x.json"), plot="x.png")
+
+    monkeypatch.setattr(trackformer.evaluate, "run_evaluation", fake_run_evaluation)
+    monkeypatch.setattr(trackformer.evaluate, "format_table", lambda summary: "table")
+    runs = tmp_path / "runs"
+    for run in ("a", "b"):
+        (runs / run / "checkpoints").mkdir(parents=True)
+        os.link(checkpoint, runs / run / "checkpoints" / "last.pt")
+    out = tmp_path / "eval"
+    a, b = str(runs / "a" / "checkpoints" / "last.pt"), str(runs / "b" / "checkpoints" / "last.pt")
+    for argv in (["evaluate", a, "DATA"], ["evaluate", "DATA", "--checkpoint", b], ["evaluate", a, "DATA"]):
+        rc, stdout, err = run_cli(capsys, *argv, "-o", str(out), "-q")
+        assert rc == 0 and "table" in stdout, err
+    assert [c[2] for c in calls] == [str(out / "a-last"), str(out / "b-last"), str(out / "a-last")]
+    # a different checkpoint whose label is taken gets a folder of its own
+    (tmp_path / "c" / "checkpoints").mkdir(parents=True)
+    clone = tmp_path / "c" / "checkpoints" / "last.pt"
+    os.link(checkpoint, clone)
+    assert cli.evaluation_dir(str(out), str(clone), "a-last") == str(out / "a-last-2")
+    assert cli.evaluation_dir(str(out), a, "a-last") == str(out / "a-last")
+    monkeypatch.setattr(trackformer.pretrained, "PACKAGE_DIR", str(tmp_path))  # no shipped model here
+    rc, _, err = run_cli(capsys, "evaluate", "DATA", "-o", str(out))
+    assert rc == 1 and "no shipped model named 'default'" in err
+    rc, _, err = run_cli(capsys, "evaluate", a, "DATA", "--checkpoint", b)
+    assert rc == 1 and "give the checkpoint once" in err
+
+
+def test_export(tmp_path, capsys, checkpoint):
+    out = tmp_path / "slim.pt"
+    rc, stdout, err = run_cli(capsys, "export", checkpoint, str(out))
+    assert rc == 0 and "MiB inference checkpoint" in stdout, err
+    assert set(torch.load(out, weights_only=True)) >= {"model", "config", "step", "stage"}
+    rc, _, err = run_cli(capsys, "export", str(tmp_path / "missing.pt"), str(out))
+    assert rc == 1 and "checkpoint not found" in err
 
 
 def test_bench(tmp_path, capsys, monkeypatch):

@@ -1,10 +1,12 @@
-"""trackformer.separate: chunked inference, order-keeping stitching, mixture consistency, files written.
+"""trackformer.separate: chunked inference, order-keeping stitching, mixture consistency, streamed output files
+in every format, the mask picture.
 
 Also holds the small models and the checkpoint writer that tests/test_cli.py and tests/test_evaluate.py reuse.
 """
 
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,14 +20,15 @@ from trackformer.models import PerformerSeparator, SeparatorConfig
 from trackformer.models.stft import istft, stft, stft_frames
 from trackformer.separate import (
     DEFAULT_OVERLAP_FRACTION,
-    analyze_sources,
+    SeparationStream,
     chunk_starts,
     crossfade,
     match_order,
     model_channels,
-    output_levels,
+    resolve_window,
     separate_file,
     separate_waveform,
+    stem_paths,
 )
 
 RATE = 8000
@@ -43,7 +46,8 @@ def write_checkpoint(path, model: nn.Module, *, stage: str = "mixit", segment_se
     from trackformer.registry import model_config, model_name
     from trackformer.train.checkpoint import save_checkpoint
 
-    config = dict(sample_rate=model.sample_rate, channels=model_channels(model) or 2, segment_seconds=segment_seconds)
+    config = dict(sample_rate=model.sample_rate, channels=model_channels(model) or 2, segment_seconds=segment_seconds,
+                  data="synthetic")
     return save_checkpoint(str(path), dict(stage=stage, step=1, config=config, model=dict(
         name=model_name(model), config=model_config(model), state=model.state_dict())))
 
@@ -209,16 +213,15 @@ def test_bad_chunking_is_rejected():
 
 
 # ------------------------------------------------------------------------------------------ analysis, files
-def test_analyze_sources_on_disjoint_outputs():
-    low, high = two_tones(2.0)
-    sources = torch.zeros(8, 1, low.shape[1])
-    sources[2], sources[5] = low, high
-    a = analyze_sources(sources, low + high, RATE, n_fft=256, hop=64, picture_frames=50, block_frames=64)
-    assert output_levels(sources, low + high)["silent_outputs"] == [0, 1, 3, 4, 6, 7]
+def test_stem_derived_masks_of_a_model_without_masks():
+    low, high = two_tones(3.0)  # equal energy overall
+    _, info = separate_waveform(PermutingBandSplit(), low + high, RATE, 0.5, 0.1, analysis=True)
+    a = info["analysis"]
+    assert a["mask_source"] == "stems"
+    assert len(info["silent_outputs"]) == 6  # only the two band outputs carry sound
     assert 1.0 <= a["mask_overlap"] < 1.05  # the tones are 1.7 kHz apart: masks almost disjoint
-    assert 1.5 < a["effective_mask_count"] < 2.05
-    assert a["picture"]["masks"].shape[0] == 8 and a["picture"]["masks"].shape[2] <= 50
-    assert a["picture"]["mix_db"].shape == a["picture"]["masks"].shape[1:]
+    assert 1.9 < a["effective_mask_count"] < 2.05
+    assert a["picture"]["masks"].shape[0] == 8 and a["picture"]["mix_db"].shape == a["picture"]["masks"].shape[1:]
 
 
 def test_model_masks_in_one_window_give_the_metrics_of_the_model_masks():
@@ -287,14 +290,96 @@ def test_separate_file_writes_stems_picture_and_json(tmp_path, rate, channels):
     for i in range(8):
         data, sr = sf.read(folder / f"source_{i + 1}.wav", always_2d=True)
         assert sr == rate and data.shape == audio.shape
+        assert sf.info(folder / f"source_{i + 1}.wav").subtype == "PCM_16"  # the default, as demucs
         stems.append(data)
     mix, _ = sf.read(song, always_2d=True)  # the file as soundfile decodes it (FLAC is 16-bit)
     assert error_db(torch.from_numpy(np.sum(stems, axis=0)), torch.from_numpy(mix)) < -60
     assert (folder / "masks.png").stat().st_size > 1000
     saved = json.loads((folder / "separation.json").read_text())
-    assert saved["sample_rate"] == rate and saved["channels"] == channels
+    assert saved["sample_rate"] == rate and saved["channels"] == channels and saved["clipped_samples"] == 0
     assert len(saved["output_energy_db"]) == 8 and 1 <= saved["effective_mask_count"] <= 8
     assert saved == json.loads(json.dumps(result))
+    assert sorted(p.name for p in folder.iterdir() if ".tmp" in p.name) == []  # no temporary files left
+
+
+@pytest.mark.parametrize("rate,channels", [(11025, 2), (RATE, 1)])
+def test_streamed_files_equal_the_in_memory_separation(tmp_path, rate, channels):
+    song = tmp_path / "song.wav"
+    audio = 0.1 * np.random.default_rng(1).standard_normal((channels, round(2.3 * rate))).astype(np.float32)
+    sf.write(song, audio.T, rate, subtype="FLOAT")
+    model = tiny_performer()
+    result = separate_file(model, str(song), str(tmp_path), chunk_seconds=0.5, overlap_seconds=0.125,
+                           sample_format="float32", plot=False)
+    sources, info = separate_waveform(model, audio, rate, 0.5, 0.125, analysis=True)
+    written = np.stack([sf.read(p, always_2d=True, dtype="float32")[0].T for p in result["sources"]])
+    np.testing.assert_allclose(written, sources.numpy(), atol=1e-6, rtol=0)
+    assert result["picture"] is None and not (tmp_path / "song" / "masks.png").exists()
+    assert result["effective_mask_count"] == pytest.approx(info["analysis"]["effective_mask_count"], rel=1e-6)
+    assert result["output_energy_db"] == pytest.approx(info["output_energy_db"], abs=1e-4)
+
+
+@pytest.mark.parametrize("rate", [RATE, 11025])
+def test_stream_yields_window_sized_blocks(rate):
+    """The stream never holds the outputs at full length: every block it yields is at most one window long."""
+    audio = 0.1 * torch.randn(2, 10 * rate)
+    stream = SeparationStream(tiny_performer(), audio, rate, 0.5, 0.25)
+    lengths = [b.shape[-1] for b in stream.blocks()]
+    assert sum(lengths) == audio.shape[1] and len(lengths) >= stream.n_chunks
+    assert max(lengths) <= 0.5 * rate * 1.1
+
+
+@pytest.mark.parametrize("ext,sample_format,subtype", [
+    ("wav", "int24", "PCM_24"), ("wav", "float32", "FLOAT"), ("flac", "int16", "PCM_16"),
+    ("flac", "int24", "PCM_24"), ("mp3", "int16", "MPEG_LAYER_III"),
+])
+def test_output_formats(tmp_path, ext, sample_format, subtype):
+    song = tmp_path / "song.wav"
+    audio = 0.1 * np.random.default_rng(2).standard_normal((8000, 2)).astype(np.float32)
+    sf.write(song, audio, RATE)
+    result = separate_file(tiny_performer(), str(song), str(tmp_path / "out"), chunk_seconds=0.5,
+                           overlap_seconds=0.1, ext=ext, sample_format=sample_format, plot=False)
+    assert [os.path.basename(p) for p in result["sources"]] == [f"source_{i}.{ext}" for i in range(1, 9)]
+    info = sf.info(result["sources"][0])
+    assert info.subtype == subtype and info.samplerate == RATE and info.channels == 2
+    if ext != "mp3":  # lossless: the stems still sum to the input within the bit depth
+        total = sum(sf.read(p, always_2d=True)[0] for p in result["sources"])
+        mix = sf.read(song, always_2d=True)[0]
+        assert error_db(torch.from_numpy(total), torch.from_numpy(mix)) < -60
+
+
+def test_loud_stems_are_clipped_and_counted(tmp_path):
+    song = tmp_path / "loud.wav"
+    t = np.arange(8000) / RATE
+    sf.write(song, (1.5 * np.sin(2 * np.pi * 300 * t))[:, None], RATE, subtype="FLOAT")
+    result = separate_file(PermutingBandSplit(), str(song), str(tmp_path), chunk_seconds=0.5, overlap_seconds=0.1,
+                           plot=False)
+    assert result["clipped_samples"] > 1000
+    assert max(np.abs(sf.read(p)[0]).max() for p in result["sources"]) <= 1.0
+
+
+def test_filename_template(tmp_path):
+    paths = stem_paths("in/My Song.mp3", str(tmp_path), 2, filename="{track}_{stem}.{trackext}.{ext}", ext="flac")
+    assert paths == [str(tmp_path / "My Song_source_1.mp3.flac"), str(tmp_path / "My Song_source_2.mp3.flac")]
+    with pytest.raises(ValueError, match="same file; include {stem}"):
+        stem_paths("a.wav", str(tmp_path), 8, filename="{track}.{ext}")
+    with pytest.raises(ValueError, match="may use {track}, {trackext}, {stem}, {ext}"):
+        stem_paths("a.wav", str(tmp_path), 8, filename="{song}/{stem}.{ext}")
+    song = tmp_path / "song.wav"
+    sf.write(song, 0.1 * np.random.default_rng(3).standard_normal(6000), RATE)
+    result = separate_file(Constant(), str(song), str(tmp_path / "out"), chunk_seconds=0.5, overlap_seconds=0.1,
+                           filename="{stem}-{track}.{ext}")
+    assert result["sources"][0] == str(tmp_path / "out" / "source_1-song.wav") and os.path.isfile(result["sources"][0])
+    track = tmp_path / "out" / "song"  # analysis files stay in <out>/<track>/ whatever the template
+    assert (track / "separation.json").is_file() and (track / "masks.png").is_file()
+
+
+def test_resolve_window_defaults_to_the_training_segment():
+    assert resolve_window({"segment_seconds": 2.0}) == (2.0, 2.0 * DEFAULT_OVERLAP_FRACTION)
+    assert resolve_window({"segment_seconds": 2.0}, 4.0, 0.25) == (4.0, 1.0)
+    with pytest.raises(ValueError, match="--overlap is a fraction of the window"):
+        resolve_window({"segment_seconds": 2.0}, overlap=0.6, names=("--chunk-seconds", "--overlap"))
+    with pytest.raises(ValueError, match="--chunk-seconds must be a positive number"):
+        resolve_window({}, chunk_seconds=0, names=("--chunk-seconds", "--overlap"))
 
 
 @pytest.mark.gpu

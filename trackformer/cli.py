@@ -1,8 +1,10 @@
 """The ``trackformer`` command line (also ``python -m trackformer``).
 
-    trackformer separate SONG... [-o DIR] [--checkpoint CKPT] [--chunk-seconds S] [--overlap S] [--device D]
-    trackformer evaluate CKPT DATA [--segment 10] [--n N] [--split all|train|valid] [--stems auto|musdb|as-is]
-                         [-o DIR] [--device D]
+    trackformer separate SONG... [-o DIR] [--checkpoint NAME|CKPT] [--chunk-seconds S] [--overlap F]
+                         [--int24 | --float32] [--flac | --mp3] [--filename TEMPLATE] [--no-plot] [--device D]
+    trackformer evaluate [CKPT] DATA [--checkpoint NAME|CKPT] [--segment 10] [--n N] [--split all|train|valid]
+                         [--stems auto|musdb|as-is] [-o DIR] [--device D]
+    trackformer export CKPT OUT             (slim inference checkpoint, trackformer.pretrained.export)
     trackformer train ... | pretrain ...     (trackformer.train.cli)
     trackformer data ...                    (trackformer.data.cli)
     trackformer bench [--device D] [--quick] (benchmarks/run_all.py of a source checkout)
@@ -10,61 +12,109 @@
 
 Errors a person can act on (missing or corrupt file, silent or NaN audio, a checkpoint of another model or
 version, CUDA out of memory) print one line on stderr and exit with status 1; ``--debug`` shows the traceback.
+
+Imports are lazy: torch, scipy and the data stack load only when a command runs, so ``trackformer --help`` and
+the parsers stay fast; ``data``'s parser (whose module imports the data stack) is built only when ``data`` is
+the command.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 
-from trackformer.data import cli as data_cli
 from trackformer.train import cli as train_cli
-from trackformer.train.distributed import resolve_device
 
-DEFAULT_CHECKPOINT = os.path.join("outputs", "demo", "model.pt")  # what `trackformer demo` trains
+DATA_HELP = "prepare and inspect datasets"  # `data`'s one-line help, shown without importing trackformer.data
+SAMPLE_FORMATS = {"int24": "24-bit integer", "float32": "32-bit float"}  # besides the default 16-bit integer
 
 
 def _cmd_separate(args) -> int:
-    from trackformer.data.audio import audio_info
-    from trackformer.separate import DEFAULT_OVERLAP_FRACTION, load_separator, output_dir_for, separate_file
+    from trackformer import pretrained
+    from trackformer.data.audio import audio_info, output_subtype
+    from trackformer.separate import DEFAULT_FILENAME, load_separator, resolve_window, separate_file, stem_paths
+    from trackformer.train.distributed import resolve_device
 
-    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}" + (
-            "" if args.checkpoint else " (pass --checkpoint, or train one with `trackformer demo` or "
-                                       "`trackformer train`)"))
+    checkpoint = pretrained.checkpoint_path(args.checkpoint)
+    filename = args.filename or DEFAULT_FILENAME
+    ext = "flac" if args.flac else "mp3" if args.mp3 else "wav"
+    sample_format = "int24" if args.int24 else "float32" if args.float32 else "int16"
+    try:
+        output_subtype(ext, sample_format)
+    except ValueError as err:
+        raise ValueError(f"--{ext} with --{sample_format}: {err}") from None
+    out_dir = os.path.join(args.output, pretrained.model_label(args.checkpoint))
     for song in args.songs:  # fail on a typo before a long run
         audio_info(song)
-    folders = [output_dir_for(song, args.output) for song in args.songs]
-    clash = sorted({f for f in folders if folders.count(f) > 1})
+    paths = [p for song in args.songs for p in stem_paths(song, out_dir, 2, filename=filename, ext=ext)]
+    clash = sorted({p for p in paths if paths.count(p) > 1})
     if clash:
-        raise ValueError(f"several inputs would write to the same folder {clash[0]}; separate them in two runs "
-                         "with different -o")
-    device = resolve_device(args.device)
-    model, info = load_separator(checkpoint, device)
-    chunk = args.chunk_seconds if args.chunk_seconds is not None else info.get("segment_seconds") or 10.0
-    overlap = args.overlap if args.overlap is not None else chunk * DEFAULT_OVERLAP_FRACTION
+        raise ValueError(f"several inputs would write to {clash[0]}; put {{track}} in --filename or separate them "
+                         "in two runs with different -o")
+    model, info = load_separator(checkpoint, resolve_device(args.device))
+    chunk, overlap = resolve_window(info, args.chunk_seconds, args.overlap, names=("--chunk-seconds", "--overlap"))
     for song in args.songs:
-        result = separate_file(model, song, args.output, chunk_seconds=chunk, overlap_seconds=overlap,
+        result = separate_file(model, song, out_dir, chunk_seconds=chunk, overlap_seconds=overlap,
+                               filename=filename, ext=ext, sample_format=sample_format, plot=not args.no_plot,
                                progress=not args.quiet)
         silent = [i + 1 for i in result["silent_outputs"]]
-        print(f"{song}: {len(result['sources'])} sources in {os.path.dirname(result['picture'])} "
-              f"(effective mask count {result['effective_mask_count']:.2f}, mask overlap "
-              f"{result['mask_overlap']:.2f}; silent outputs {silent or 'none'})")
+        clipped = (f"; {result['clipped_samples']} samples clipped to ±1, use --float32 to keep them"
+                   if result["clipped_samples"] else "")
+        print(f"{song}: {len(result['sources'])} sources in {os.path.dirname(result['sources'][0])} (effective "
+              f"mask count {result['effective_mask_count']:.2f}, mask overlap {result['mask_overlap']:.2f}; silent "
+              f"outputs {silent or 'none'}{clipped})")
     return 0
 
 
-def _cmd_evaluate(args) -> int:
-    from trackformer.evaluate import format_table, run_evaluation
+def evaluation_dir(out_root: str, checkpoint: str, label: str) -> str:
+    """``out_root/<label>`` for the evaluation of ``checkpoint``, or ``<label>-2``, ``-3``, ... when that folder
+    holds the results of another checkpoint (recorded in its ``checkpoint.json``), so one run's results never
+    overwrite another's; re-evaluating the same checkpoint reuses its folder."""
+    source = os.path.abspath(checkpoint)
+    n = 1
+    while True:
+        folder = os.path.join(out_root, label if n == 1 else f"{label}-{n}")
+        record = os.path.join(folder, "checkpoint.json")
+        if not os.path.exists(record):
+            os.makedirs(folder, exist_ok=True)
+            with open(record, "w") as f:
+                json.dump({"checkpoint": source}, f)
+            return folder
+        with open(record) as f:
+            if json.load(f).get("checkpoint") == source:
+                return folder
+        n += 1
 
-    result = run_evaluation(args.checkpoint, args.data, segment_seconds=args.segment, n=args.n, split=args.split,
-                            stems=args.stems, out_dir=args.output, device=resolve_device(args.device),
+
+def _cmd_evaluate(args) -> int:
+    from trackformer import pretrained
+    from trackformer.evaluate import format_table, run_evaluation
+    from trackformer.train.distributed import resolve_device
+
+    if len(args.paths) == 2 and args.checkpoint is not None:
+        raise ValueError("give the checkpoint once: either `evaluate CKPT DATA` or `evaluate DATA --checkpoint CKPT`")
+    if len(args.paths) > 2:
+        raise ValueError(f"evaluate takes [CKPT] DATA, got {len(args.paths)} paths: {' '.join(args.paths)}")
+    name = args.paths[0] if len(args.paths) == 2 else args.checkpoint or pretrained.DEFAULT
+    checkpoint, data = pretrained.checkpoint_path(name), args.paths[-1]
+    out_dir = evaluation_dir(args.output, checkpoint, pretrained.model_label(name))
+    result = run_evaluation(checkpoint, data, segment_seconds=args.segment, n=args.n, split=args.split,
+                            stems=args.stems, out_dir=out_dir, device=resolve_device(args.device),
                             progress=not args.quiet)
     print(format_table(result["summary"]))
     print(f"{len(result['segments'])} segments of {args.segment:g} s from {result['songs']} songs "
           f"({result['skipped_silent']} silent segments skipped; {result['songs_skipped']} songs unusable) "
           f"in {result['seconds']:.1f} s")
     print(f"results: {result['json']}\nplot:    {result['plot']}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from trackformer.pretrained import export
+
+    path = export(args.checkpoint, args.out)
+    print(f"{path}: {os.path.getsize(path) / 2 ** 20:.1f} MiB inference checkpoint of {args.checkpoint}")
     return 0
 
 
@@ -75,6 +125,8 @@ def benchmarks_script() -> str:
 
 
 def _cmd_bench(args) -> int:
+    from trackformer.train.distributed import resolve_device
+
     script = benchmarks_script()
     if not os.path.isfile(script):
         raise FileNotFoundError(f"{script} not found: `trackformer bench` needs a source checkout of trackformer "
@@ -88,6 +140,7 @@ def _cmd_bench(args) -> int:
 
 def _cmd_demo(args) -> int:
     from trackformer.demo import run_demo
+    from trackformer.train.distributed import resolve_device
 
     run_demo(out_dir=args.output, minutes=args.minutes, device=resolve_device(args.device), n_songs=args.songs)
     return 0
@@ -100,34 +153,64 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="show the full traceback on errors")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _separate_description(detailed: bool) -> str:
+    from trackformer.pretrained import DEFAULT, describe
+
+    text = ("Separate audio files (any length, rate, mono or stereo; WAV, FLAC, OGG, MP3, AIFF, and m4a/AAC or "
+            "video files with PyAV installed) into the model's 8 outputs, written as they are computed to "
+            "DIR/<model>/<song>/source_1.wav ... source_8.wav (16-bit WAV by default) at the input's rate and "
+            "channels, with masks.png and separation.json. The outputs are UNLABELLED sources: the model learned "
+            "without labels (MixIT, unsupervised), so source_1 is not 'vocals' and the order differs from song "
+            "to song. They sum to the input.")
+    if detailed:  # reads the model card (or, without one, the checkpoint): only for `separate --help` itself
+        text += f" The default model ({DEFAULT!r}): {describe(DEFAULT)}"
+    return text
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command`` (the subcommand about to run) decides which parsers are built in full: `data`'s
+    only when it is ``"data"``, the shipped model's description in `separate --help` only for ``"separate"``."""
     parser = argparse.ArgumentParser(
         prog="trackformer", description="Unsupervised music source separation (Performer + MixIT).",
         epilog="Run `trackformer COMMAND --help` for the options of a command.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("separate", help="separate songs into 8 sources with a trained model",
-                       description="Separate audio files (any length, rate, mono or stereo) into the model's "
-                                   "outputs: DIR/<song>/source_1.wav ... source_8.wav at the input's rate and "
-                                   "channels, masks.png and separation.json. The stems sum to the input.")
-    p.add_argument("songs", nargs="+", metavar="SONG", help="audio files (anything soundfile reads)")
-    p.add_argument("-o", "--output", default="separated", help="output folder (default ./separated)")
-    p.add_argument("--checkpoint", default=None, help=f"trained checkpoint (default {DEFAULT_CHECKPOINT})")
+    p = sub.add_parser("separate", help="separate songs into 8 unlabelled sources with a trained model",
+                       description=_separate_description(command == "separate"))
+    p.add_argument("songs", nargs="+", metavar="SONG", help="audio files")
+    p.add_argument("-o", "--output", default="separated",
+                   help="output folder; stems go to DIR/<model>/... (default ./separated)")
+    p.add_argument("--checkpoint", default="default",
+                   help="a shipped model's name or a checkpoint path (default: the shipped model 'default')")
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help="window length in seconds (default: the segment length the model was trained on)")
     p.add_argument("--overlap", type=float, default=None,
-                   help="overlap of consecutive windows in seconds (default: half the window)")
+                   help="overlap of consecutive windows as a fraction of the window, in (0, 0.5] (default 0.5)")
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument("--int24", action="store_true", help="write 24-bit integer samples (default 16-bit)")
+    depth.add_argument("--float32", action="store_true", help="write 32-bit float WAV samples (default 16-bit)")
+    container = p.add_mutually_exclusive_group()
+    container.add_argument("--flac", action="store_true", help="write FLAC instead of WAV")
+    container.add_argument("--mp3", action="store_true", help="write MP3 instead of WAV")
+    p.add_argument("--filename", default=None,
+                   help="path of each stem below DIR/<model>, with {track} (input name without extension), "
+                        "{trackext}, {stem} (source_1 ...) and {ext} (default {track}/{stem}.{ext})")
+    p.add_argument("--no-plot", action="store_true", help="skip masks.png (faster batch runs)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_common(p)
     p.set_defaults(func=_cmd_separate)
 
     p = sub.add_parser("evaluate", help="SI-SNR(i) and mask metrics of a checkpoint on songs with stems",
-                       description="Evaluate a checkpoint on a MoisesDB-layout folder (or a stems folder): "
-                                   "one-to-one and MixIT-style SI-SNR / SI-SNRi by number of active stems, mask "
-                                   "overlap, effective mask count. Prints a table, writes JSON and a plot.")
-    p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("data", metavar="DATA", help="MoisesDB-layout folder or stems folder")
+                       description="Evaluate a model on a MoisesDB-layout folder (or a stems folder): one-to-one "
+                                   "and MixIT-style SI-SNR / SI-SNRi by number of active stems, mask overlap, "
+                                   "effective mask count. Prints a table, writes JSON and a plot into "
+                                   "DIR/<model>/ (a new DIR/<model>-N/ when DIR/<model>/ holds another "
+                                   "checkpoint's results).")
+    p.add_argument("paths", nargs="+", metavar="[CKPT] DATA",
+                   help="optional checkpoint (same as --checkpoint), then a MoisesDB-layout folder or stems folder")
+    p.add_argument("--checkpoint", default=None,
+                   help="a shipped model's name or a checkpoint path (default: the shipped model 'default')")
     p.add_argument("--segment", type=float, default=10.0, help="segment length in seconds (default 10)")
     p.add_argument("--n", type=int, default=None, help="stop after N scored segments (default: all)")
     p.add_argument("--split", default="all", choices=("all", "train", "valid"),
@@ -137,13 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "vocals/drums/bass/other (default); musdb = always grouped; as-is = never (songs with "
                         "more than 4 stems are skipped)")
     p.add_argument("-o", "--output", default=os.path.join("outputs", "evaluate"),
-                   help="folder for the JSON and the plot (default outputs/evaluate)")
+                   help="folder for the results; each model gets DIR/<model>/ (default outputs/evaluate)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("export", help="write the slim inference checkpoint of a training checkpoint",
+                       description="Write CKPT's model (name, config, weights), training config, stage, step and "
+                                   "last validation metrics to OUT, without optimizer and RNG states: the file "
+                                   "shipped as trackformer/pretrained/<name>.pt.")
+    p.add_argument("checkpoint", metavar="CKPT", help="a training checkpoint (or a shipped model's name)")
+    p.add_argument("out", metavar="OUT", help="output .pt file")
+    _add_common(p)
+    p.set_defaults(func=_cmd_export)
+
     train_cli.add_parser(sub)
-    data_cli.add_parser(sub)
+    if command == "data":
+        from trackformer.data import cli as data_cli
+
+        data_cli.add_parser(sub)
+    else:
+        sub.add_parser("data", help=DATA_HELP, add_help=False)
 
     p = sub.add_parser("bench", help="run the benchmarks (source checkout only)",
                        description="Run benchmarks/run_all.py of the source checkout in a subprocess.")
@@ -167,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(argv: list[str]) -> str | None:
+    """The subcommand in ``argv``: its first word that is not an option (the top level has only flags)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def error_message(err: BaseException, args) -> str:
     """One line a person can act on."""
     import torch
@@ -185,7 +287,8 @@ def error_message(err: BaseException, args) -> str:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

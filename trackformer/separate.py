@@ -1,7 +1,8 @@
 """Separation of audio of any length, rate and channel count with a trained model: chunked inference with
-order-keeping cross-fades, analysis of the outputs, and writing stems + picture + JSON for a song file.
+order-keeping cross-fades, streamed to the output files, analysis of the outputs, and the Python API
+(:class:`Separator`).
 
-Pipeline of :func:`separate_waveform` (audio (C, T) at ``sample_rate`` Hz):
+Pipeline (audio (C, T) at ``sample_rate`` Hz), in :class:`SeparationStream`:
   1. resample to the model's rate, match its channel count (mono -> duplicated for a stereo model, averaged back
      afterwards; stereo into a mono model -> each channel separated on its own, the right channel's outputs
      matched to the left's);
@@ -9,19 +10,23 @@ Pipeline of :func:`separate_waveform` (audio (C, T) at ``sample_rate`` Hz):
      match the previous window's on the overlap (exact: Hungarian on the inner products, i.e. least total squared
      difference), then overlap-added with sin² / cos² cross-fades that sum to 1, so outputs that sum to their
      window also sum to the whole input;
-  3. resample back, and the mixture-consistency projection (residual spread evenly over the M outputs), so the
-     stems sum to the input whatever the model (ConvTasNet is not consistent by construction) and whatever the
-     resampling lost above the model's Nyquist. ``info["raw_consistency_db"]`` is the error before the
-     projection (≈ −140 dB, float rounding, for the Performer, whose softmax masks sum to 1).
+  3. resample back (block by block, :class:`~trackformer.data.audio.StreamResampler`), and the
+     mixture-consistency projection (residual spread evenly over the M outputs), so the stems sum to the input
+     whatever the model (ConvTasNet is not consistent by construction) and whatever the resampling lost above
+     the model's Nyquist. ``info["raw_consistency_db"]`` is the error before the projection (≈ −140 dB, float
+     rounding, for the Performer, whose softmax masks sum to 1).
+Each stretch of output is final as soon as the window after it has been added, so the stream yields it then:
+:func:`separate_file` writes it to the stem files at once and never holds the M outputs at full length (peak
+memory ≈ the input plus a few windows); :func:`separate_waveform` collects the blocks into one tensor.
 
-With ``analysis=True`` it also returns the no-ground-truth statistics (effective mask count, mask overlap) and a
-time-pooled picture of the mixture spectrogram and the M masks. For a model with masks (``model.spectrogram``
-and ``return_masks=True``, the PerformerSeparator) these are its own masks, gathered chunk by chunk, reordered
-like the outputs and weighted by the cross-fades; for a model without (ConvTasNet) :func:`analyze_sources`
-derives soft masks ``|S_m| / Σ_k |S_k|`` from the stems' STFTs. Both go through :class:`MaskSummary`, block by
-block, so a long song never needs a full-length (M, C, F, L) tensor.
+With ``analysis=True`` the stream also gathers the no-ground-truth statistics (effective mask count, mask
+overlap) and a time-pooled picture of the mixture spectrogram and the M masks, window by window, reordered like
+the outputs and weighted by the cross-fades: for a model with masks (the PerformerSeparator) its own masks; for
+a model without (ConvTasNet) soft masks ``|S_m| / Σ_k |S_k|`` from the STFTs of its window outputs. Both go
+through :class:`MaskSummary`, so a long song never needs a full-length (M, C, F, L) tensor.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -31,22 +36,36 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from trackformer.data.audio import AudioFileError, audio_info, read_audio, resample, write_audio
+from trackformer.data.audio import (
+    AudioFileError,
+    AudioWriter,
+    StreamResampler,
+    audio_info,
+    check_rate,
+    output_subtype,
+    read_audio,
+    resample,
+)
 from trackformer.metrics import effective_count, mask_statistics
 from trackformer.mixit import mixture_consistency
-from trackformer.models.stft import stft_frames
+from trackformer.models.stft import stft
 
 SILENT_OUTPUT_DB = -40.0  # outputs with less energy than this, relative to the mix, are marked silent
 SILENT_INPUT_PEAK = 1e-6  # an input whose peak is below this is rejected as silent
 PICTURE_FRAMES = 1200  # the mask picture is pooled to at most this many columns
+ANALYSIS_N_FFT, ANALYSIS_HOP = 1024, 256  # STFT of the stem-derived masks of a model without masks of its own
 # Default overlap of consecutive windows, as a fraction of the window: half a window gives the output matching
 # the most shared audio (demo model, 20 s held-out chorale: one-to-one SI-SNRi +0.50 dB at 1/2 vs -0.20 dB at 1/4).
 DEFAULT_OVERLAP_FRACTION = 0.5
+DEFAULT_FILENAME = "{track}/{stem}.{ext}"  # output path template below the output folder (as demucs)
+FILENAME_KEYS = ("track", "trackext", "stem", "ext")
 
 
 def _as_float_audio(audio, name: str = "audio") -> np.ndarray:
     """(C, T) numpy float32 copy-free when possible; clear errors for bad shape, NaN, empty or silent input."""
     if isinstance(audio, torch.Tensor):
+        if not audio.is_floating_point():
+            raise TypeError(f"{name} must be floating point, got {audio.dtype}")
         audio = audio.detach().to("cpu", torch.float32).numpy()
     if not isinstance(audio, np.ndarray):
         raise TypeError(f"{name} must be a (channels, samples) numpy array or torch.Tensor, got {type(audio).__name__}")
@@ -181,79 +200,176 @@ class MaskSummary:
                          seconds_per_column=self.column_samples / self.sample_rate, sample_rate=self.sample_rate))
 
 
-@torch.inference_mode()
+def resolve_window(info: dict, chunk_seconds: float | None = None, overlap: float | None = None, *,
+                   names: tuple[str, str] = ("chunk_seconds", "overlap")) -> tuple[float, float]:
+    """(chunk_seconds, overlap_seconds): the window defaults to the segment length the checkpoint was trained on
+    (``info["segment_seconds"]``, from :func:`load_separator`), the overlap to :data:`DEFAULT_OVERLAP_FRACTION`
+    of it; ``overlap`` is a fraction of the window in (0, 0.5]. ``names``: how the two settings are called in
+    error messages (the CLI passes its flags)."""
+    if chunk_seconds is None:
+        chunk_seconds = info.get("segment_seconds") or 10.0
+    if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, (int, float)) or not chunk_seconds > 0 \
+            or not math.isfinite(chunk_seconds):
+        raise ValueError(f"{names[0]} must be a positive number of seconds, got {chunk_seconds!r}")
+    overlap = DEFAULT_OVERLAP_FRACTION if overlap is None else overlap
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 < overlap <= 0.5:
+        raise ValueError(f"{names[1]} is a fraction of the window in (0, 0.5] (0.25 = a quarter of it), got "
+                         f"{overlap!r}")
+    return float(chunk_seconds), float(chunk_seconds * overlap)
+
+
+def _derived_masks(est: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft masks |S_m| / Σ_k |S_k| (M, C, F, L) of window outputs ``est`` (M, C, n), and |X| (C, F, L) of the
+    window ``mix`` (C, n), for models without masks of their own."""
+    window = torch.hann_window(ANALYSIS_N_FFT)
+    spec = stft(est, ANALYSIS_N_FFT, ANALYSIS_HOP, window).abs()
+    total = spec.sum(0, keepdim=True)
+    return spec / torch.where(total > 0, total, torch.ones_like(total)), stft(mix, ANALYSIS_N_FFT, ANALYSIS_HOP,
+                                                                                 window).abs()
+
+
+class SeparationStream:
+    """One separation, produced block by block: iterate :meth:`blocks`, then read :meth:`info`.
+
+    ``model(mixture (1, C', T')) -> (1, M, C', T')`` at ``model.sample_rate``; it runs on its own device, in
+    eval mode. ``audio`` (C, T) at ``sample_rate`` Hz; windows of ``chunk_seconds`` (the segment length it was
+    trained on) overlap by ``overlap_seconds`` (0 < overlap <= chunk / 2). See the module docstring.
+    """
+
+    def __init__(self, model: torch.nn.Module, audio, sample_rate: int, chunk_seconds: float,
+                 overlap_seconds: float, *, analysis: bool = False, progress: bool = False):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.audio = _as_float_audio(audio)
+        self.sample_rate = check_rate("sample_rate", sample_rate)
+        self.model_rate = int(getattr(model, "sample_rate", sample_rate))
+        if not chunk_seconds > 0:
+            raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+        if not 0 < overlap_seconds <= chunk_seconds / 2:
+            raise ValueError(f"overlap_seconds must be > 0 (to keep the output order across chunks) and at most "
+                             f"half of chunk_seconds={chunk_seconds} (so only two windows overlap), got "
+                             f"{overlap_seconds}")
+        self.chunk = round(chunk_seconds * self.model_rate)
+        self.overlap = min(round(overlap_seconds * self.model_rate), self.chunk // 2)  # odd chunks round down
+        if self.overlap < 1:
+            raise ValueError(f"chunk_seconds={chunk_seconds} and overlap_seconds={overlap_seconds} give "
+                             f"{self.chunk} and {self.overlap} samples at {self.model_rate} Hz; need at least one "
+                             "sample of overlap")
+        self.model, self.analysis, self.progress = model, analysis, progress
+        self.n_chunks = None
+        self._summary = self._info = None
+        self._raw = [0.0, 0.0]  # Σ (x − Σ_m out_m)², Σ x² at the model's rate, before the projection
+        self._energy = None  # (M,) float64 energy of each final output
+        self._mix_energy = 0.0
+
+    def _model_rate_blocks(self, x: torch.Tensor):
+        """Yields the stitched outputs (M, C, n) at the model's rate, in order, as each stretch is final."""
+        model, chunk, overlap = self.model, self.chunk, self.overlap
+        model.eval()
+        device = model_device(model)
+        channels = model_channels(model)
+        own_masks = has_masks(model)
+        hop = getattr(getattr(model, "config", None), "hop", 256) if own_masks else ANALYSIS_HOP
+        length = x.shape[1]
+        starts = chunk_starts(length, chunk, overlap)
+        self.n_chunks = len(starts)
+        previous = carry = None  # previous: the last window's reordered outputs on its last `overlap` samples
+        bar = _progress(len(starts), self.progress)
+        for i, start in enumerate(starts):
+            end = min(start + chunk, length)
+            window = x[:, start:end]
+            est, masks, mag = _run_model(model, window.to(device), channels, self.analysis and own_masks)
+            perm = match_order(previous, est[..., :overlap]) if previous is not None else torch.arange(est.shape[0])
+            est = est[perm]
+            previous = est[..., -overlap:]
+            last = i == len(starts) - 1
+            w = crossfade(end - start, overlap, fade_in=i > 0, fade_out=not last)
+            if self.analysis:
+                if own_masks:
+                    masks = masks[perm]
+                else:
+                    masks, mag = _derived_masks(est, window)
+                if self._summary is None:
+                    self._summary = MaskSummary(est.shape[0], masks.shape[2], length, hop, self.model_rate)
+                frames = torch.arange(masks.shape[-1]) * hop  # frame centres within the window
+                self._summary.add(masks, mag, start + frames, w[frames.clamp(max=end - start - 1)])
+            est = est * w
+            if carry is not None:
+                est[..., :carry.shape[-1]] += carry
+            done = end - start if last else starts[i + 1] - start
+            block, carry = est[..., :done], est[..., done:]
+            self._raw[0] += float((window[..., :done] - block.sum(0)).double().pow(2).sum())
+            self._raw[1] += float(window[..., :done].double().pow(2).sum())
+            bar.update(1)
+            yield block
+        bar.close()
+
+    @torch.inference_mode()
+    def blocks(self):
+        """Yields the final sources (M, C, n) float32 on the CPU at the input's rate and channel count, in
+        order; concatenated over time they are the whole separation, summing to the input."""
+        x = torch.from_numpy(resample(self.audio, self.sample_rate, self.model_rate))  # (C, T') at the model's rate
+        back = StreamResampler(self.model_rate, self.sample_rate) if self.model_rate != self.sample_rate else None
+        mix = torch.from_numpy(self.audio)
+        total, done = mix.shape[1], 0
+        for block in self._model_rate_blocks(x):
+            if back is not None:
+                m, c, n = block.shape
+                block = torch.from_numpy(back.push(block.reshape(m * c, n).numpy())).reshape(m, c, -1)
+            done, out = self._finish(block, mix, done)
+            if out.shape[-1]:
+                yield out
+        tail = torch.from_numpy(back.flush()).reshape(block.shape[0], block.shape[1], -1) if back is not None \
+            else block[..., :0]
+        if done < total:  # resampling back came a few samples short of the input: zero outputs + the residual
+            tail = torch.nn.functional.pad(tail, (0, total - done - tail.shape[-1]))
+        done, out = self._finish(tail, mix, done)
+        if out.shape[-1]:
+            yield out
+
+    def _finish(self, block: torch.Tensor, mix: torch.Tensor, done: int) -> tuple[int, torch.Tensor]:
+        """Cuts ``block`` to the input's length, projects it onto the mixture, counts its energy."""
+        block = block[..., :mix.shape[1] - done]
+        n = block.shape[-1]
+        part = mix[:, done:done + n]
+        block = mixture_consistency(block[None], part[None])[0]
+        energy = block.double().pow(2).sum(dim=(1, 2))
+        self._energy = energy if self._energy is None else self._energy + energy
+        self._mix_energy += float(part.double().pow(2).sum())
+        return done + n, block
+
+    def info(self) -> dict:
+        """{model_sample_rate, chunk_samples, overlap_samples, n_chunks, raw_consistency_db, output_energy_db,
+        silent_outputs} plus, with ``analysis``, ``analysis`` = {mask_source: "model" | "stems",
+        effective_mask_count, mask_overlap, picture}; once :meth:`blocks` is exhausted."""
+        if self._energy is None:
+            raise RuntimeError("SeparationStream.info() is known once blocks() has been iterated to the end")
+        raw_error = self._raw[0] / self._raw[1]
+        info = dict(model_sample_rate=self.model_rate, chunk_samples=self.chunk, overlap_samples=self.overlap,
+                    n_chunks=self.n_chunks, raw_consistency_db=10 * math.log10(max(raw_error, 1e-30)),
+                    **output_levels(self._energy, self._mix_energy))
+        if self.analysis:
+            info["analysis"] = dict(mask_source="model" if has_masks(self.model) else "stems",
+                                    **self._summary.result())
+        return info
+
+
 def separate_waveform(model: torch.nn.Module, audio, sample_rate: int, chunk_seconds: float,
                       overlap_seconds: float, *, analysis: bool = False,
                       progress: bool = False) -> tuple[torch.Tensor, dict]:
-    """Separates ``audio`` (C, T) at ``sample_rate`` Hz into the model's M outputs.
+    """Separates ``audio`` (C, T) at ``sample_rate`` Hz into the model's M outputs, in memory.
 
-    ``model(mixture (1, C', T')) -> (1, M, C', T')`` at ``model.sample_rate``; it runs on its own device, in
-    eval mode. Windows of ``chunk_seconds`` (the segment length it was trained on) overlap by
-    ``overlap_seconds`` (0 < overlap <= chunk / 2). Returns ``sources`` (M, C, T) float32 on the CPU at the input's
-    rate and channel count, summing to ``audio``, and ``info`` = {model_sample_rate, chunk_samples,
-    overlap_samples, n_chunks, raw_consistency_db, output_energy_db, silent_outputs} plus, with ``analysis``,
-    ``analysis`` = {mask_source: "model" | "stems", effective_mask_count, mask_overlap, picture}.
-    See the module docstring for the method.
-    """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    audio = _as_float_audio(audio)
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer number of Hz, got {sample_rate!r}")
-    model_rate = int(getattr(model, "sample_rate", sample_rate))
-    if not chunk_seconds > 0:
-        raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
-    if not 0 < overlap_seconds <= chunk_seconds / 2:
-        raise ValueError(f"overlap_seconds must be > 0 (to keep the output order across chunks) and at most half "
-                         f"of chunk_seconds={chunk_seconds} (so only two windows overlap), got {overlap_seconds}")
-    chunk = round(chunk_seconds * model_rate)
-    overlap = min(round(overlap_seconds * model_rate), chunk // 2)  # half an odd-length chunk rounds down
-    if overlap < 1:
-        raise ValueError(f"chunk_seconds={chunk_seconds} and overlap_seconds={overlap_seconds} give {chunk} and "
-                         f"{overlap} samples at {model_rate} Hz; need at least one sample of overlap")
-    model.eval()
-    device = model_device(model)
-    channels = model_channels(model)
-    with_masks = analysis and has_masks(model)
-    hop = getattr(getattr(model, "config", None), "hop", 256)
-
-    x = torch.from_numpy(resample(audio, sample_rate, model_rate))  # (C, T') at the model's rate
-    length = x.shape[1]
-    starts = chunk_starts(length, chunk, overlap)
-    out = summary = previous = None  # previous: the last window's reordered outputs on its last `overlap` samples
-    bar = _progress(len(starts), progress)
-    for i, start in enumerate(starts):
-        end = min(start + chunk, length)
-        est, masks, mag = _run_model(model, x[:, start:end].to(device), channels, with_masks)  # est (M, C, n)
-        if out is None:
-            out = torch.zeros(est.shape[0], x.shape[0], length)
-        perm = match_order(previous, est[..., :overlap]) if previous is not None else torch.arange(est.shape[0])
-        est = est[perm]
-        previous = est[..., -overlap:]
-        w = crossfade(end - start, overlap, fade_in=i > 0, fade_out=i < len(starts) - 1)
-        out[..., start:end] += est * w
-        if with_masks:
-            if summary is None:
-                summary = MaskSummary(est.shape[0], masks.shape[2], length, hop, model_rate)
-            frames = torch.arange(masks.shape[-1]) * hop  # frame centres within the window
-            summary.add(masks[perm], mag, start + frames, w[frames.clamp(max=end - start - 1)])
-        bar.update(1)
-    bar.close()
-
-    mix = torch.from_numpy(audio)
-    raw_error = (x - out.sum(0)).double().pow(2).sum() / x.double().pow(2).sum()
-    if model_rate != sample_rate:
-        out = torch.from_numpy(resample(out.numpy(), model_rate, sample_rate))
-        out = out[..., :mix.shape[1]] if out.shape[-1] >= mix.shape[1] else torch.nn.functional.pad(
-            out, (0, mix.shape[1] - out.shape[-1]))
-    sources = mixture_consistency(out[None], mix[None])[0]
-    info = dict(model_sample_rate=model_rate, chunk_samples=chunk, overlap_samples=overlap, n_chunks=len(starts),
-                raw_consistency_db=10 * math.log10(max(float(raw_error), 1e-30)), **output_levels(sources, mix))
-    if with_masks:
-        info["analysis"] = dict(mask_source="model", **summary.result())
-    elif analysis:
-        info["analysis"] = dict(mask_source="stems", **analyze_sources(sources, mix, sample_rate))
-    return sources, info
+    Returns ``sources`` (M, C, T) float32 on the CPU at the input's rate and channel count, summing to
+    ``audio``, and :meth:`SeparationStream.info`. Arguments as :class:`SeparationStream`."""
+    stream = SeparationStream(model, audio, sample_rate, chunk_seconds, overlap_seconds, analysis=analysis,
+                              progress=progress)
+    sources, done = None, 0
+    for block in stream.blocks():
+        if sources is None:
+            sources = torch.empty(block.shape[0], *stream.audio.shape)
+        sources[..., done:done + block.shape[-1]] = block
+        done += block.shape[-1]
+    return sources, stream.info()
 
 
 def _progress(total: int, enabled: bool):
@@ -262,34 +378,12 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="chunk", desc="separating", disable=not enabled or total < 2, file=sys.stderr)
 
 
-def output_levels(sources: torch.Tensor, mixture: torch.Tensor) -> dict:
+def output_levels(energy: torch.Tensor, mixture_energy: float) -> dict:
     """{output_energy_db: energy of each output relative to the mixture's (dB, floor −300), silent_outputs:
-    indices of outputs below −40 dB}; sources (M, C, T), mixture (C, T)."""
-    mix_energy = max(float(mixture.double().pow(2).sum()), 1e-30)
-    energy_db = [10 * math.log10(max(float(e) / mix_energy, 1e-30))
-                 for e in sources.double().pow(2).sum(dim=(1, 2))]
+    indices of outputs below −40 dB}; ``energy`` (M,) of the outputs, ``mixture_energy`` of the mixture."""
+    mix_energy = max(float(mixture_energy), 1e-30)
+    energy_db = [10 * math.log10(max(float(e) / mix_energy, 1e-30)) for e in energy]
     return dict(output_energy_db=energy_db, silent_outputs=[i for i, e in enumerate(energy_db) if e < SILENT_OUTPUT_DB])
-
-
-def analyze_sources(sources: torch.Tensor, mixture: torch.Tensor, sample_rate: int, *, n_fft: int = 1024,
-                    hop: int = 256, picture_frames: int = PICTURE_FRAMES, block_frames: int = 2048) -> dict:
-    """Mask statistics of separated ``sources`` (M, C, T) of ``mixture`` (C, T) from masks derived from the
-    stems' STFTs, ``|S_m| / Σ_k |S_k|``, for models without masks of their own.
-
-    Returns :meth:`MaskSummary.result`: {effective_mask_count, mask_overlap, picture}.
-    """
-    m, _, t = sources.shape
-    window = torch.hann_window(n_fft)
-    summary = MaskSummary(m, n_fft // 2 + 1, t, hop, sample_rate, picture_frames)
-    n_frames = 1 + t // hop
-    for a in range(0, n_frames, block_frames):
-        b = min(a + block_frames, n_frames)
-        spec = stft_frames(sources, a, b, n_fft, hop, window).abs()  # (M, C, F, n)
-        total = spec.sum(0, keepdim=True)
-        masks = spec / torch.where(total > 0, total, torch.ones_like(total))
-        mag = stft_frames(mixture, a, b, n_fft, hop, window).abs()  # (C, F, n)
-        summary.add(masks, mag, torch.arange(a, b) * hop, torch.ones(b - a))
-    return summary.result()
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -305,43 +399,127 @@ def load_separator(path: str, device) -> tuple[torch.nn.Module, dict]:
     return model.to(device).eval(), info
 
 
-def output_dir_for(song_path: str, out_root: str) -> str:
-    """``out_root/<song file name without extension>``."""
-    return os.path.join(out_root, os.path.splitext(os.path.basename(song_path))[0])
+def stem_paths(song_path: str, out_dir: str, n_sources: int, *, filename: str = DEFAULT_FILENAME,
+               ext: str = "wav") -> list[str]:
+    """Output file of each of ``n_sources`` stems: ``out_dir/filename`` with {track} = the song's file name
+    without extension, {trackext} = its extension, {stem} = source_1 ... source_M, {ext} = ``ext``. ValueError
+    for a template with unknown keys or one that gives two stems the same file."""
+    track, trackext = os.path.splitext(os.path.basename(song_path))
+    try:
+        paths = [os.path.join(out_dir, filename.format(track=track, trackext=trackext.lstrip("."),
+                                                       stem=f"source_{i + 1}", ext=ext)) for i in range(n_sources)]
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"filename template {filename!r} is not valid ({type(err).__name__}: {err}); it may use "
+                         f"{', '.join('{' + k + '}' for k in FILENAME_KEYS)}") from err
+    if len(set(paths)) < n_sources:
+        raise ValueError(f"filename template {filename!r} gives every stem the same file; include {{stem}}")
+    return paths
 
 
-def separate_file(model: torch.nn.Module, song_path: str, out_root: str, *, chunk_seconds: float,
-                  overlap_seconds: float, progress: bool = False) -> dict:
-    """Separates one audio file; writes ``source_1.wav`` … ``source_M.wav`` (input rate and channels, 32-bit
-    float), ``masks.png`` and ``separation.json`` into :func:`output_dir_for`. Returns the JSON dict.
+def separate_file(model: torch.nn.Module, song_path: str, out_dir: str, *, chunk_seconds: float,
+                  overlap_seconds: float, filename: str = DEFAULT_FILENAME, ext: str = "wav",
+                  sample_format: str = "int16", plot: bool = True, progress: bool = False) -> dict:
+    """Separates one audio file, streaming each stem to :func:`stem_paths` (input rate and channels; ``ext``
+    "wav" / "flac" / "mp3", ``sample_format`` "int16" / "int24" / "float32"), and writes ``separation.json`` and
+    (``plot``) ``masks.png`` into ``out_dir/<track>/``. Returns the JSON dict (``sources``: the stem files).
 
     Raises AudioFileError (a ValueError) for a missing/unreadable/empty file and ValueError for NaN or silence.
     """
-    from trackformer.plots import plot_masks
-
+    subtype = output_subtype(ext, sample_format)
     info = audio_info(song_path)
     audio = read_audio(song_path, info=info)
     try:
         audio = _as_float_audio(audio, name=f"audio file {song_path}")
     except ValueError as err:
         raise AudioFileError(str(err)) from err
-    sources, sep_info = separate_waveform(model, audio, info.sample_rate, chunk_seconds, overlap_seconds,
-                                          analysis=True, progress=progress)
-    out_dir = output_dir_for(song_path, out_root)
-    os.makedirs(out_dir, exist_ok=True)
-    files = []
-    for i, src in enumerate(sources.numpy()):
-        path = os.path.join(out_dir, f"source_{i + 1}.wav")
-        write_audio(path, src, info.sample_rate, subtype="FLOAT")
-        files.append(path)
+    stream = SeparationStream(model, audio, info.sample_rate, chunk_seconds, overlap_seconds, analysis=True,
+                              progress=progress)
+    files = writers = None
+    with contextlib.ExitStack() as stack:
+        for block in stream.blocks():
+            if writers is None:
+                files = stem_paths(song_path, out_dir, block.shape[0], filename=filename, ext=ext)
+                writers = []
+                for path in files:
+                    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                    writers.append(stack.enter_context(AudioWriter(path, info.sample_rate, info.channels,
+                                                                   subtype=subtype)))
+            for writer, stem in zip(writers, block.numpy()):
+                writer.write(stem)
+    sep_info = stream.info()
     analysis = sep_info.pop("analysis")
     picture = analysis.pop("picture")
-    plot_masks(picture["mix_db"].numpy(), picture["masks"].numpy(), sample_rate=picture["sample_rate"],
-               seconds_per_column=picture["seconds_per_column"], path=os.path.join(out_dir, "masks.png"),
-               title=f"{os.path.basename(song_path)} (masks from the {analysis['mask_source']})")
+    track_dir = os.path.join(out_dir, os.path.splitext(os.path.basename(song_path))[0])
+    os.makedirs(track_dir, exist_ok=True)
+    picture_path = None
+    if plot:
+        from trackformer.plots import plot_masks
+
+        picture_path = plot_masks(picture["mix_db"].numpy(), picture["masks"].numpy(),
+                                  sample_rate=picture["sample_rate"], input_sample_rate=info.sample_rate,
+                                  seconds_per_column=picture["seconds_per_column"],
+                                  path=os.path.join(track_dir, "masks.png"),
+                                  title=f"{os.path.basename(song_path)} (masks from the {analysis['mask_source']})")
     result = dict(input=os.path.abspath(song_path), sample_rate=info.sample_rate, channels=info.channels,
-                  seconds=info.duration, sources=files, picture=os.path.join(out_dir, "masks.png"),
-                  **sep_info, **analysis)
-    with open(os.path.join(out_dir, "separation.json"), "w") as f:
+                  seconds=info.duration, sources=files, format=ext, sample_format=sample_format,
+                  clipped_samples=sum(w.clipped for w in writers), picture=picture_path, **sep_info, **analysis)
+    result["json"] = os.path.join(track_dir, "separation.json")
+    with open(result["json"], "w") as f:
         json.dump(result, f, indent=2)
     return result
+
+
+# ---------------------------------------------------------------------------------------------- Python API
+class Separator:
+    """A trained model ready to separate, as demucs users know it::
+
+        from trackformer import Separator
+        sep = Separator()                       # the shipped model ("default"), CUDA when available
+        stems = sep.separate_file("song.wav")   # {"source_1": (C, T) tensor, ..., "source_8": ...}
+        stems = sep.separate_tensor(wav, 44100)
+
+    ``model``: a shipped model's name or a checkpoint path (:func:`trackformer.pretrained.checkpoint_path`);
+    ``device``: "auto" (CUDA when available), "cpu", "cuda", "cuda:N". Windows default to the segment length the
+    model was trained on (``chunk_seconds``), overlapping by ``overlap`` of a window (a fraction in (0, 0.5]).
+    The stems are unlabelled (the model learned without labels: source_1 is not "vocals"), at the input's rate
+    and channel count, float32 on the CPU, and sum to the input.
+    """
+
+    def __init__(self, model: str = "default", device: str = "auto", *, chunk_seconds: float | None = None,
+                 overlap: float | None = None, progress: bool = False):
+        from trackformer.pretrained import checkpoint_path, model_label
+        from trackformer.train.distributed import resolve_device
+
+        self.checkpoint = checkpoint_path(model)
+        self.name = model_label(model)
+        self.device = resolve_device(device)
+        self.model, self.info = load_separator(self.checkpoint, self.device)
+        self.chunk_seconds, self.overlap_seconds = resolve_window(self.info, chunk_seconds, overlap)
+        self.progress = progress
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate the model runs at (Hz); inputs at any rate are resampled to it and back."""
+        return int(self.model.sample_rate)
+
+    def separate_tensor(self, wav, sample_rate: int) -> dict[str, torch.Tensor]:
+        """Stems of ``wav`` ((C, T) or (T,) mono, C = 1 or 2, float, torch or numpy, any device) at
+        ``sample_rate`` Hz: {"source_1": tensor shaped like ``wav``, ...}."""
+        if isinstance(wav, (torch.Tensor, np.ndarray)) and wav.ndim == 1:
+            return {k: v[0] for k, v in self.separate_tensor(wav[None], sample_rate).items()}
+        if isinstance(wav, (torch.Tensor, np.ndarray)) and wav.ndim != 2:
+            raise ValueError(f"wav must be (channels, samples) or (samples,), got shape {tuple(wav.shape)}; "
+                             "separate a batch one item at a time")
+        sources, _ = separate_waveform(self.model, wav, sample_rate, self.chunk_seconds, self.overlap_seconds,
+                                       progress=self.progress)
+        return {f"source_{i + 1}": s for i, s in enumerate(sources)}
+
+    def separate_file(self, path: str) -> dict[str, torch.Tensor]:
+        """Stems of an audio file (anything soundfile reads; m4a/video with PyAV installed) at the file's rate
+        (``trackformer.data.audio_info(path).sample_rate``): {"source_1": (C, T) tensor, ...}."""
+        info = audio_info(path)
+        try:
+            audio = _as_float_audio(read_audio(path, info=info), name=f"audio file {path}")
+        except ValueError as err:
+            raise AudioFileError(str(err)) from err
+        return self.separate_tensor(audio, info.sample_rate)

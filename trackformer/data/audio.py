@@ -1,7 +1,9 @@
-"""Audio file I/O: metadata, partial reads, resampling and channel handling, with errors that name the file.
+"""Audio file I/O: metadata, partial reads, resampling (whole or block by block) and channel handling, writing
+WAV/FLAC/MP3 whole or block by block, with errors that name the file.
 
 Arrays are float32 numpy ``(C, T)`` (channels first, samples in [-1, 1]); sample rates in Hz; positions and
-lengths in frames (samples per channel).
+lengths in frames (samples per channel). Files are read with soundfile (libsndfile: WAV, FLAC, OGG, MP3, AIFF,
+...); what it cannot read (m4a/AAC, video files, ...) is decoded with PyAV (``pip install av``) when installed.
 """
 
 import math
@@ -30,6 +32,7 @@ class AudioInfo:
     channels: int
     frames: int
     subtype: str = ""  # libsndfile's sample format ("PCM_16", "FLOAT", ...): integer PCM is read raw, then scaled
+    decoder: str = "soundfile"  # or "pyav" for files libsndfile cannot read
 
     @property
     def duration(self) -> float:
@@ -38,13 +41,15 @@ class AudioInfo:
 
 
 def audio_info(path: str) -> AudioInfo:
-    """Reads only the header of ``path``; raises AudioFileError if it is missing, unreadable, empty or > 2 ch."""
+    """Reads only the header of ``path`` (a file PyAV decodes is decoded once to count its frames); raises
+    AudioFileError if it is missing, unreadable, empty or > 2 ch (PyAV files with more channels are mixed down
+    to stereo)."""
     if not os.path.isfile(path):
         raise AudioFileError(f"audio file not found: {path}")
     try:
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise AudioFileError(f"cannot read audio file {path}: {e}") from e
+        return _pyav_info(path, e)
     if info.frames <= 0:
         raise AudioFileError(f"audio file is empty (0 frames): {path}")
     if info.channels not in (1, 2):
@@ -52,6 +57,57 @@ def audio_info(path: str) -> AudioInfo:
     if info.samplerate <= 0:
         raise AudioFileError(f"audio file has an invalid sample rate {info.samplerate}: {path}")
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.subtype)
+
+
+def _soundfile_extensions() -> set[str]:
+    """File extensions libsndfile reads (its format names, plus the usual spellings)."""
+    return {f.lower() for f in sf.available_formats()} | {"aif", "oga", "opus"}
+
+
+def _pyav_info(path: str, sf_error: Exception) -> AudioInfo:
+    """AudioInfo of a file soundfile could not read, through PyAV; AudioFileError saying what to install or why
+    neither library reads it."""
+    try:
+        import av  # noqa: F401  (optional: bundles FFmpeg)
+    except ImportError:
+        ext = os.path.splitext(path)[1].lower().lstrip(".")
+        hint = "" if ext in _soundfile_extensions() else (
+            f"; soundfile does not read .{ext or '(no extension)'} files: install PyAV (pip install av) to read "
+            "m4a/AAC, video and other FFmpeg formats")
+        raise AudioFileError(f"cannot read audio file {path}: {sf_error}{hint}") from sf_error
+    audio, rate = _pyav_decode(path, sf_error)
+    if audio.shape[1] == 0:
+        raise AudioFileError(f"audio file is empty (0 frames): {path}")
+    return AudioInfo(path, rate, audio.shape[0], audio.shape[1], "FLOAT", decoder="pyav")
+
+
+def _pyav_decode(path: str, sf_error: Exception | None = None) -> tuple[np.ndarray, int]:
+    """The first audio stream of ``path`` decoded by PyAV: float32 (C, T) with C = 1 or 2 (more channels are
+    mixed down to stereo by FFmpeg), and its sample rate."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise AudioFileError(f"cannot read audio file {path}: it has no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or 0)
+            if rate <= 0:
+                raise AudioFileError(f"audio file has an invalid sample rate {rate}: {path}")
+            layout = "mono" if stream.codec_context.layout.nb_channels == 1 else "stereo"
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+            blocks = []
+            for frame in container.decode(stream):
+                blocks += [f.to_ndarray() for f in resampler.resample(frame)]
+            blocks += [f.to_ndarray() for f in resampler.resample(None)]
+    except AudioFileError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as e:
+        detail = f"soundfile: {sf_error}; PyAV: {e}" if sf_error is not None else f"PyAV: {e}"
+        raise AudioFileError(f"cannot read audio file {path}: {detail}") from e
+    channels = 1 if layout == "mono" else 2
+    audio = np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), np.float32)
+    return np.ascontiguousarray(audio, dtype=np.float32), rate
 
 
 def check_rate(name: str, sr) -> int:
@@ -80,6 +136,59 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     ratio = Fraction(sr_out, sr_in)
     y = resample_poly(np.asarray(x, dtype=np.float32), ratio.numerator, ratio.denominator, axis=-1)
     return y.astype(np.float32, copy=False)
+
+
+def _filter_margin(up: int, down: int) -> int:
+    """Input frames on each side of an output frame that :func:`resample`'s filter reaches (its half length,
+    10·max(up, down) taps at the up-sampled rate, in input frames, plus one)."""
+    return math.ceil(10 * max(up, down) / up) + 1
+
+
+def _aligned_input_start(out_start: int, up: int, down: int, margin: int) -> int:
+    """First input frame to resample from to get output frame ``out_start`` exactly: ``margin`` frames before it,
+    rounded down to a multiple of ``down`` (an input frame on a whole output frame)."""
+    return max(0, (out_start * down - margin * up) // (up * down) * down)
+
+
+class StreamResampler:
+    """:func:`resample` of a signal that arrives block by block: ``push`` blocks (C, n) of it, then ``flush``;
+    the outputs concatenated equal ``resample`` of the whole signal up to float rounding. Holds only the input
+    the filter still needs (about ``10·max(up, down)/up`` frames plus one block)."""
+
+    def __init__(self, sr_in: int, sr_out: int):
+        self.sr_in, self.sr_out = check_rate("sr_in", sr_in), check_rate("sr_out", sr_out)
+        ratio = Fraction(self.sr_out, self.sr_in)
+        self.up, self.down = ratio.numerator, ratio.denominator
+        self.margin = _filter_margin(self.up, self.down)
+        self.buffer = None  # input frames [buffer_start, received)
+        self.buffer_start = self.received = self.emitted = 0
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Adds input frames; returns the output frames that are final now (C, k), k possibly 0."""
+        block = np.asarray(block, dtype=np.float32)
+        self.buffer = block if self.buffer is None else np.concatenate([self.buffer, block], axis=-1)
+        self.received += block.shape[-1]
+        return self._emit(max(0, (self.received - self.margin) * self.up // self.down), final=False)
+
+    def flush(self) -> np.ndarray:
+        """The remaining output frames, as if the signal were followed by silence (as :func:`resample` does)."""
+        if self.buffer is None:
+            raise ValueError("StreamResampler.flush: no input was pushed")
+        return self._emit(-(-self.received * self.up // self.down), final=True)
+
+    def _emit(self, end: int, *, final: bool) -> np.ndarray:
+        start = self.emitted
+        if end <= start:
+            return self.buffer[..., :0]
+        a = _aligned_input_start(start, self.up, self.down, self.margin)
+        b = self.received if final else min(self.received, -(-end * self.down // self.up) + self.margin)
+        y = resample(self.buffer[..., a - self.buffer_start:b - self.buffer_start], self.sr_in, self.sr_out)
+        offset = start - a * self.up // self.down
+        out = y[..., offset:offset + end - start]
+        self.emitted = end
+        keep = _aligned_input_start(end, self.up, self.down, self.margin)
+        self.buffer, self.buffer_start = self.buffer[..., keep - self.buffer_start:], keep
+        return out
 
 
 def read_audio(path: str, *, start: int = 0, frames: int | None = None, sample_rate: int | None = None,
@@ -130,8 +239,8 @@ def add_audio(out: np.ndarray, tracks, start: int, sample_rate: int) -> None:
         return
     # Read the input span covering [start, start + frames) plus the filter's half length on both sides,
     # starting on an input frame that maps to a whole output frame (a multiple of `down`).
-    margin = math.ceil(10 * max(up, down) / up) + 1
-    a = max(0, math.floor((start * down / up - margin) / down) * down)
+    margin = _filter_margin(up, down)
+    a = _aligned_input_start(start, up, down, margin)
     b = math.ceil((start + frames) * down / up) + margin
     live = [t for t in tracks if a < t.frames]  # files with frames in the span read
     if not live:
@@ -166,6 +275,8 @@ def _read_frames(info: AudioInfo, a: int, b: int) -> np.ndarray:
     Integer PCM is read raw and scaled while transposing (one pass instead of libsndfile's conversion plus a
     transposing copy): about twice as fast for 16-bit WAV.
     """
+    if info.decoder == "pyav":
+        return _pyav_decode(info.path)[0][:, a:b]
     dtype, scale = _INT_PCM.get(info.subtype, (np.float32, None))
     try:
         data = sf.read(info.path, start=a, stop=b, dtype=dtype.__name__, always_2d=True)[0]
@@ -180,13 +291,92 @@ def _read_frames(info: AudioInfo, a: int, b: int) -> np.ndarray:
     return out
 
 
-def write_audio(path: str, x: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> None:
-    """Writes (C, T) float audio to ``path`` (format from the extension) via a temp file + rename."""
+# Output formats by file extension: the sample formats each holds and their libsndfile subtypes.
+OUTPUT_SUBTYPES = {
+    "wav": {"int16": "PCM_16", "int24": "PCM_24", "float32": "FLOAT"},
+    "flac": {"int16": "PCM_16", "int24": "PCM_24"},
+    "mp3": {"int16": "MPEG_LAYER_III"},  # MP3 has no bit depth; int16 stands for "the default"
+}
+
+
+def output_subtype(ext: str, sample_format: str = "int16") -> str:
+    """libsndfile subtype for writing ``ext`` ("wav", "flac", "mp3") with ``sample_format`` ("int16", "int24",
+    "float32"); ValueError for a combination the format cannot hold."""
+    ext = ext.lower().lstrip(".")
+    if ext not in OUTPUT_SUBTYPES:
+        raise ValueError(f"cannot write .{ext} files; output formats: {', '.join(OUTPUT_SUBTYPES)}")
+    subtypes = OUTPUT_SUBTYPES[ext]
+    if sample_format not in subtypes:
+        if ext == "mp3":
+            raise ValueError(f"MP3 has no bit depth: {sample_format} applies to WAV and FLAC only")
+        raise ValueError(f"{ext.upper()} cannot hold {sample_format} samples; it holds {', '.join(subtypes)}")
+    return subtypes[sample_format]
+
+
+_PCM_STEPS = {"PCM_16": 2.0 ** -15, "PCM_24": 2.0 ** -23}  # one integer step of the format, in [-1, 1) units
+
+
+class AudioWriter:
+    """Writes float (C, n) blocks to ``path`` as they come, in the format of its extension with libsndfile
+    ``subtype``; through a temporary file in the same folder, renamed over ``path`` by :meth:`close` (removed
+    instead if the ``with`` block fails), so ``path`` is never a partial file. Integer and MP3 output is clipped
+    to the format's range; ``clipped`` counts the samples that were. 16/24-bit samples are rounded to the nearest
+    integer step here (libsndfile truncates, which biases every stem by half a step and their sum by M/2)."""
+
+    def __init__(self, path: str, sample_rate: int, channels: int, *, subtype: str = "PCM_16"):
+        check_rate("sample_rate", sample_rate)
+        check_channels(channels)
+        self.path, self.channels, self.clipped = path, channels, 0
+        self.clip = subtype not in ("FLOAT", "DOUBLE")
+        self.step = _PCM_STEPS.get(subtype)
+        base, ext = os.path.splitext(path)
+        self.tmp = f"{base}.{uuid.uuid4().hex[:8]}.tmp{ext}"
+        try:
+            self.file = sf.SoundFile(self.tmp, "w", samplerate=sample_rate, channels=channels, subtype=subtype)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+            raise ValueError(f"cannot write {path} ({subtype} at {sample_rate} Hz, {channels} channels): {e}") from e
+
+    def write(self, block: np.ndarray) -> None:
+        """Appends ``block`` (C, n) float."""
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise ValueError(f"audio to write to {self.path} must be ({self.channels}, T), got shape {block.shape}")
+        if self.clip:
+            top = 1.0 - (self.step or 0.0)
+            over = (block > top) | (block < -1.0)
+            if over.any():
+                self.clipped += int(over.sum())
+                block = np.clip(block, -1.0, top)
+        if self.step is not None:
+            block = np.round(block / self.step) * np.float32(self.step)
+        self.file.write(block.T)
+
+    def close(self) -> None:
+        """Finishes the file and renames it to ``path``."""
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drops the partial file."""
+        self.file.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+    def __enter__(self) -> "AudioWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close() if exc_type is None else self.abort()
+
+
+def write_audio(path: str, x: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> int:
+    """Writes (C, T) float audio to ``path`` (format from the extension) with :class:`AudioWriter`; returns the
+    number of samples clipped to [-1, 1] (integer and MP3 subtypes)."""
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] not in (1, 2):
         raise ValueError(f"audio to write must be (C, T) with C in (1, 2), got shape {tuple(x.shape)}")
-    check_rate("sample_rate", sample_rate)
-    base, ext = os.path.splitext(path)
-    tmp = f"{base}.{uuid.uuid4().hex[:8]}.tmp{ext}"
-    sf.write(tmp, x.T, sample_rate, subtype=subtype)
-    os.replace(tmp, path)
+    with AudioWriter(path, sample_rate, x.shape[0], subtype=subtype) as writer:
+        writer.write(x)
+    return writer.clipped
