@@ -11,8 +11,8 @@ Compiled with the specialisation the JIT applies at run time (``tt.divisibility 
 when d_model × itemsize is a multiple of 16), and m and the batch/head/row element strides multiples of 16 (m is
 validated as one; every stride of a (B, H, L, D) tensor with contiguous rows and D ≥ 16 is). Sizes the kernels
 mark ``do_not_specialize`` (L, split counts) and H get no hint. Columns ``v4 ld`` / ``cp.async`` / ``wgmma`` /
-``mma`` count 16-byte global loads, asynchronous copies (pipelined loads), Hopper warpgroup MMAs and warp-level
-``mma.sync`` instructions in the PTX.
+``mma`` / ``bar`` count 16-byte global loads, asynchronous copies (pipelined loads), Hopper warpgroup MMAs,
+warp-level ``mma.sync`` and block barriers (``bar.sync``) in the PTX (static counts over the whole kernel).
 Usage: ``python benchmarks/triton_compile_report.py [--shapes 64:256,16:16,128:80] [--json OUT]``.
 """
 
@@ -47,7 +47,7 @@ def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
     divisibility attributes the JIT gives those arguments at run time."""
     io = {"Q", "K", "V", "OUT", "G", "DQ", "DK", "DV"}
     divisible = {"M"}  # m: a multiple of 16 (validated by the op); plus every pointer and element stride
-    ints = {"L", "L_BUCKET", "H", "N_SPLIT", "TILES_PER_SPLIT", *divisible}
+    ints = {"L", "L_BUCKET", "H", "N_SPLIT", "N_MAX", "TILES_PER_SPLIT", *divisible}
     floats = {"s", "eps"}
     sig, attrs = {}, {}
     for i, name in enumerate(kernel.arg_names):
@@ -66,11 +66,12 @@ def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
 
 
 def _ptx_counts(ptx: str) -> dict:
-    """16-byte global loads, asynchronous copies, wgmma and mma.sync instructions in the PTX."""
+    """16-byte global loads, asynchronous copies, wgmma, mma.sync and barrier instructions in the PTX."""
     return {"v4_loads": len(re.findall(r"^\s*(?:@%p\d+\s+)?ld\.global(?:\.\w+)*\.v4", ptx, re.M)),
             "cp_async": len(re.findall(r"^\s*(?:@%p\d+\s+)?cp\.async\.(?:ca|cg|bulk)", ptx, re.M)),
             "wgmma": len(re.findall(r"^\s*wgmma\.mma_async", ptx, re.M)),
-            "mma": len(re.findall(r"^\s*mma\.sync", ptx, re.M))}
+            "mma": len(re.findall(r"^\s*mma\.sync", ptx, re.M)),
+            "barriers": len(re.findall(r"^\s*(?:bar|barrier)\.sync", ptx, re.M))}
 
 
 def _ptxas_usage(ptx: str) -> tuple[int, int, int]:
@@ -107,8 +108,9 @@ def jobs(d: int, m: int, dtype: str):
     and this input dtype (the autotuned kernels: every candidate ``keep_configs`` times for it)."""
     bm = triton_fwd.block_m(m)
     prec = triton_fwd.precision(TORCH_TYPES[dtype])
-    state = {"D": d, "BLOCK_L": triton_fwd.BLOCK_L_STATE, "BLOCK_M": bm, "INPUT_PRECISION": prec}
-    w_state, st_state = triton_fwd.STATE_LAUNCH
+    state = triton_fwd.state_launch(m, d, TORCH_TYPES[dtype])
+    w_state, st_state = state.pop("num_warps"), state.pop("num_stages")
+    state.update(D=d, INPUT_PRECISION=prec)
     yield triton_fwd._kv_partial_kernel, state, w_state, st_state
     yield triton_fwd._kv_reduce_kernel, {"D": d, "BLOCK_M": bm, "BLOCK_P": 64}, 4, 1
     yield triton_bwd._dstate_kernel, state, w_state, st_state
@@ -125,7 +127,7 @@ def main():
     shapes = [tuple(int(x) for x in pair.split(":")) for pair in args.shapes.split(",")]
     rows = []
     print(f"{'kernel':<20}{'D':>4}{'m':>5} {'dtype':<6}{'BLOCK_L':>8}{'BLOCK_M':>8}{'warps':>6}{'stages':>7}"
-          f"{'regs':>6}{'spill st/ld B':>15}{'smem B':>8}{'v4 ld':>6}{'cp.async':>9}{'wgmma':>6}{'mma':>5}")
+          f"{'regs':>6}{'spill st/ld B':>15}{'smem B':>8}{'v4 ld':>6}{'cp.async':>9}{'wgmma':>6}{'mma':>5}{'bar':>5}")
     for d, m in shapes:
         for dtype in TYPES:
             for kernel, constexprs, warps, stages in jobs(d, m, dtype):
@@ -134,7 +136,8 @@ def main():
                 print(f"{row['kernel']:<20}{d:>4}{m:>5} {dtype:<6}{row.get('BLOCK_L', '-'):>8}"
                       f"{row.get('BLOCK_M', '-'):>8}{warps:>6}{stages:>7}{row['registers']:>6}"
                       f"{row['spill_store_bytes']:>8}/{row['spill_load_bytes']:<6}{row['shared_bytes']:>8}"
-                      f"{row['v4_loads']:>6}{row['cp_async']:>9}{row['wgmma']:>6}{row['mma']:>5}", flush=True)
+                      f"{row['v4_loads']:>6}{row['cp_async']:>9}{row['wgmma']:>6}{row['mma']:>5}"
+                      f"{row['barriers']:>5}", flush=True)
     if args.json:
         write_json(args.json, {"target": "cuda sm_90 (compiled without a GPU)", "rows": rows})
 

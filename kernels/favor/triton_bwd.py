@@ -5,8 +5,10 @@ dS = Σ_i φq_iᵀ dnum_i, dz = Σ_i φq_i dden_i, dv_j = dSᵀ φk_j, dφk_j = 
 φ = e + eps, e_r = exp(s x·w_r − s²‖x‖²/2 − max) (max detached): dx = s (dφ∘e) W − s² x Σ_r dφ_r e_r.
 Launches (float32 math):
 1. ``_dq_kernel``, grid (B·H, Lq-tiles): dq, streaming feature blocks.
-2. ``_dstate_kernel``, grid (B·H, m-blocks, Lq-splits): partial dS, dz over the split's query tiles,
-   summed over splits afterwards (deterministic; no atomics).
+2. ``_dstate_kernel``, grid (B·H, feature blocks, Lq-splits), all m features per block where
+   ``state_launch`` allows (q, dout, out read once per tile): φqᵀ = exp((s·W) qᵀ − h − max) + eps (features ×
+   rows), partial dS, dz over the split's query tiles, summed over splits afterwards (deterministic; no
+   atomics).
 3. ``_dkv_kernel``, grid (B·H, Lk-tiles): dk and dv, streaming feature blocks.
 """
 
@@ -17,8 +19,6 @@ import triton.language as tl
 from trackformer._alloc import new_output
 
 from .triton_fwd import (
-    BLOCK_L_STATE,
-    STATE_LAUNCH,
     autotune_rows,
     block_m,
     length_bucket,
@@ -26,6 +26,7 @@ from .triton_fwd import (
     precision,
     row_strides,
     split_rows,
+    state_launch,
     tile_offsets,
 )
 
@@ -76,12 +77,11 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
                    G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL, D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
                    INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
-    mb = tl.program_id(1)
     split = tl.program_id(2)
-    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < M
     offs_d = tl.arange(0, D)
-    w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+    ws = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0) * s
     acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
     acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
     first = split * TILES_PER_SPLIT
@@ -92,14 +92,13 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
         row = bh * L + offs_l
         qt = tl.load(Q + tile_offsets(bh, t * BLOCK_L, H, Q_SB, Q_SH, Q_SL, BLOCK_L, D), mask=mask_l[:, None],
                      other=0.0).to(tl.float32)
-        qmax = tl.load(QMAX + row, mask=mask_l, other=0.0)
+        shift = tl.sum(qt * qt, axis=1) * (s * s * 0.5) + tl.load(QMAX + row, mask=mask_l, other=0.0)
         dnum, dden = _row_grads(G, OUT, DEN, tile_offsets(bh, t * BLOCK_L, H, G_SB, G_SH, G_SL, BLOCK_L, D),
                                 bh * L * D + offs_l[:, None] * D + offs_d[None, :], row, mask_l)  # 0 on masked rows
-        hq = tl.sum(qt * qt, axis=1) * (s * s * 0.5)
-        u = tl.dot(qt, tl.trans(w), input_precision=INPUT_PRECISION) * s
-        phi = tl.exp(u - hq[:, None] - qmax[:, None]) + eps
-        acc += tl.dot(tl.trans(phi), dnum, input_precision=INPUT_PRECISION)
-        acc_z += tl.sum(phi * dden[:, None], axis=0)
+        u_t = tl.dot(ws, tl.trans(qt), input_precision=INPUT_PRECISION)  # (features, rows)
+        phi_t = tl.exp(u_t - shift[None, :]) + eps
+        acc += tl.dot(phi_t, dnum, input_precision=INPUT_PRECISION)
+        acc_z += tl.sum(phi_t * dden[None, :], axis=1)
     part = bh * tl.num_programs(2) + split
     tl.store(DS_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :], acc, mask=mask_m[:, None])
     tl.store(DZ_PART + part * M + offs_m, acc_z, mask=mask_m)
@@ -147,20 +146,20 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     lk = k.shape[2]
     m = w.shape[0]
     bm = block_m(m)
-    n_mb = triton.cdiv(m, bm)
     s = d ** -0.25
     prec = precision(q.dtype)
     dq = new_output(q.shape, dtype=q.dtype, device=q.device)
     _dq_kernel[lambda meta: (b * h, triton.cdiv(lq, meta["BLOCK_L"]))](
         grad, q, out, w, state_s, state_z, qmax, den, dq, lq, length_bucket(lq), m, s, h, *row_strides(grad),
         *row_strides(q), D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
-    per_split, n_split = split_rows(lq, BLOCK_L_STATE, b * h * n_mb, q.device)
+    launch = state_launch(m, d, q.dtype)
+    n_mb = triton.cdiv(m, launch["BLOCK_M"])
+    per_split, n_split = split_rows(lq, launch["BLOCK_L"], b * h * n_mb, q.device)
     ds_part = new_output((b * h, n_split, m, d), dtype=torch.float32, device=q.device)
     dz_part = new_output((b * h, n_split, m), dtype=torch.float32, device=q.device)
     _dstate_kernel[(b * h, n_mb, n_split)](
         grad, q, out, w, qmax, den, ds_part, dz_part, lq, m, s, eps, per_split, h, *row_strides(grad),
-        *row_strides(q), D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=prec, num_warps=STATE_LAUNCH[0],
-        num_stages=STATE_LAUNCH[1])
+        *row_strides(q), D=d, INPUT_PRECISION=prec, **launch)
     d_s, d_z = ds_part.sum(dim=1), dz_part.sum(dim=1)
     dk = new_output(k.shape, dtype=k.dtype, device=k.device)
     dv = new_output(v.shape, dtype=v.dtype, device=v.device)

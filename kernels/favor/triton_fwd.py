@@ -1,11 +1,14 @@
 """Fused FAVOR+ forward in Triton: φ is computed in registers and never written to memory.
 
 Three launches, all math in float32 (inputs are converted right after loading):
-1. ``_kv_partial_kernel``, grid (B·H, m-blocks, L-splits): streams K/V tiles, u = s·k Wᵀ (tl.dot), running
-   max of u with rescaled accumulators A = Σ exp(u − h − max)ᵀ v (BLOCK_M × D) and a = Σ exp(u − h − max);
-   the eps part (Σ v) is kept separately. Splitting L keeps the GPU busy when B·H is small.
-2. ``_kv_reduce_kernel``, grid (B·H, m-blocks): global key max over every partial, rescales each partial by
-   exp(max_p − max), adds eps·Σv and eps·L: S (B·H, m, D), z (B·H, m), key max (B·H).
+1. ``_kv_partial_kernel``, grid (B·H, feature blocks, L-splits), all m features in one block where
+   ``state_launch`` allows (then K and V are read once): streams K/V tiles, uᵀ = (s·W) kᵀ (tl.dot, features
+   × rows, as flash attention's scores with the features as its queries), a running max per feature with
+   rescaled accumulators A_r = Σ exp(u_r − h − max_r) v (BLOCK_M × D) and a_r = Σ exp(u_r − h − max_r);
+   Σ v is kept separately for the eps part. Splitting L keeps the GPU busy when B·H is small.
+2. ``_kv_reduce_kernel``, grid (B·H, 64-feature blocks): the global key max over every partial, rescales
+   each partial feature by exp(max_r − max), adds eps·Σv and eps·L: S (B·H, m, D), z (B·H, m), key max
+   (B·H).
 3. ``_attend_kernel``, grid (B·H, L-tiles): per query tile, streams feature blocks with an online row max
    (flash-attention style), out = (Σ_r exp(u_r − h − max) S_r + eps Σ_r S_r) / (Σ_r exp(u_r − h − max) z_r
    + eps Σ_r z_r); the two eps sums are taken once per (batch, head) beforehand.
@@ -18,11 +21,12 @@ import triton.language as tl
 
 from trackformer._alloc import new_output
 
-BLOCK_M = 64  # features per block (masked when m is not a multiple)
-# Rows per tile and (num_warps, num_stages) of the split-L state kernels (_kv_partial, _dstate): the largest
-# tile that compiles for sm_90 without register spills in every dtype (benchmarks/triton_compile_report.py).
-BLOCK_L_STATE = 32
-STATE_LAUNCH = (8, 1)
+BLOCK_M = 64  # features per block of the row kernels (masked when m is not a multiple)
+# The split-L state kernels (_kv_partial, _dstate) take up to STATE_FEATURES[fp32 inputs?][D] features per
+# program (all m ≤ 256 features at D ≤ 64 for half inputs, so K and V are read once per tile), in 32-row
+# tiles, 8 warps, 2 pipeline stages: the largest blocks that compile for sm_90 without register spills
+# (benchmarks/triton_compile_report.py; 3xTF32 dots for fp32 inputs need twice the operand space).
+STATE_FEATURES = {False: {16: 256, 32: 256, 64: 256, 128: 128}, True: {16: 256, 32: 256, 64: 128, 128: 32}}
 
 
 def interpreting() -> bool:
@@ -37,6 +41,12 @@ def precision(dtype: torch.dtype) -> str:
 
 def block_m(m: int) -> int:
     return min(BLOCK_M, triton.next_power_of_2(m))
+
+
+def state_launch(m: int, d: int, dtype: torch.dtype) -> dict:
+    """Feature block, row tile and launch options of the split-L state kernels for m features, head dim d."""
+    cap = STATE_FEATURES[dtype == torch.float32][d]
+    return {"BLOCK_M": min(cap, triton.next_power_of_2(m)), "BLOCK_L": 32, "num_warps": 8, "num_stages": 2}
 
 
 def num_sms(device: torch.device) -> int:
@@ -109,7 +119,7 @@ def load_feature_block(W, S, Z, bh, offs_m, offs_d, M, D: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
-def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT, H,
+def _kv_partial_kernel(K, V, W, A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT, H,
                        K_SB, K_SH, K_SL, V_SB, V_SH, V_SL, D: tl.constexpr, BLOCK_L: tl.constexpr,
                        BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
@@ -120,48 +130,45 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, MAX_PART, VSUM_PART, L, M, s, TI
     offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < M
     offs_d = tl.arange(0, D)
-    w = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0)
+    ws = tl.load(W + offs_m[:, None] * D + offs_d[None, :], mask=mask_m[:, None], other=0.0) * s
     acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
     acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    vsum = tl.zeros((D,), dtype=tl.float32)
-    run_max = float("-inf")
+    run_max = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)  # one per feature, as flash attention's rows
+    vsum = tl.zeros((BLOCK_L, D), dtype=tl.float32)  # reduced over rows once, after the loop
     first = split * TILES_PER_SPLIT
     last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
     for t in range(first, last):  # every tile holds at least one valid row
-        offs_l = t * BLOCK_L + tl.arange(0, BLOCK_L)
-        mask_l = offs_l < L
+        mask_l = t * BLOCK_L + tl.arange(0, BLOCK_L) < L
         kt = tl.load(K + tile_offsets(bh, t * BLOCK_L, H, K_SB, K_SH, K_SL, BLOCK_L, D), mask=mask_l[:, None],
                      other=0.0).to(tl.float32)
         vt = tl.load(V + tile_offsets(bh, t * BLOCK_L, H, V_SB, V_SH, V_SL, BLOCK_L, D), mask=mask_l[:, None],
                      other=0.0).to(tl.float32)
         hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
-        u = tl.dot(kt, tl.trans(w), input_precision=INPUT_PRECISION) * s
-        u = tl.where(mask_l[:, None] & mask_m[None, :], u, float("-inf"))
-        new_max = tl.maximum(run_max, tl.max(u))
+        u_t = tl.dot(ws, tl.trans(kt), input_precision=INPUT_PRECISION)  # (features, rows)
+        u_t = tl.where(mask_l[None, :], u_t, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(u_t, axis=1))
         alpha = tl.exp(run_max - new_max)
-        p = tl.exp(u - hk[:, None] - new_max)
-        acc = acc * alpha + tl.dot(tl.trans(p), vt, input_precision=INPUT_PRECISION)
-        acc_z = acc_z * alpha + tl.sum(p, axis=0)
-        vsum += tl.sum(vt, axis=0)
+        p_t = tl.exp(u_t - new_max[:, None] - hk[None, :])
+        acc = acc * alpha[:, None] + tl.dot(p_t, vt, input_precision=INPUT_PRECISION)
+        acc_z = acc_z * alpha + tl.sum(p_t, axis=1)
+        vsum += vt
         run_max = new_max
     part = bh * n_split + split
     tl.store(A_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :], acc, mask=mask_m[:, None])
     tl.store(Z_PART + part * M + offs_m, acc_z, mask=mask_m)
-    tl.store(MAX_PART + part * n_mb + mb, run_max)
+    tl.store(FMAX_PART + part * M + offs_m, run_max, mask=mask_m)
+    tl.store(MAX_PART + part * n_mb + mb, tl.max(tl.where(mask_m, run_max, float("-inf")), axis=0))
     if mb == 0:
-        tl.store(VSUM_PART + part * D + offs_d, vsum)
+        tl.store(VSUM_PART + part * D + offs_d, tl.sum(vsum, axis=0))
 
 
-@triton.jit(do_not_specialize=["L", "N_SPLIT"])  # one compile for every sequence length
-def _kv_reduce_kernel(A_PART, Z_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_SPLIT, eps,
+@triton.jit(do_not_specialize=["L", "N_SPLIT", "N_MAX"])  # one compile for every sequence length
+def _kv_reduce_kernel(A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_SPLIT, N_MAX, eps,
                       D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
-    mb = tl.program_id(1)
-    n_mb = tl.num_programs(1)
     offs_p = tl.arange(0, BLOCK_P)
-    maxima = tl.load(MAX_PART + bh * N_SPLIT * n_mb + offs_p, mask=offs_p < N_SPLIT * n_mb, other=float("-inf"))
-    gmax = tl.max(maxima, axis=0)
-    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
+    gmax = tl.max(tl.load(MAX_PART + bh * N_MAX + offs_p, mask=offs_p < N_MAX, other=float("-inf")), axis=0)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < M
     offs_d = tl.arange(0, D)
     acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
@@ -169,14 +176,14 @@ def _kv_reduce_kernel(A_PART, Z_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_S
     vsum = tl.zeros((D,), dtype=tl.float32)
     for sp in range(N_SPLIT):
         part = bh * N_SPLIT + sp
-        scale = tl.exp(tl.load(MAX_PART + part * n_mb + mb) - gmax)
-        acc += scale * tl.load(A_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None],
-                               other=0.0)
+        scale = tl.exp(tl.load(FMAX_PART + part * M + offs_m, mask=mask_m, other=0.0) - gmax)
+        acc += scale[:, None] * tl.load(A_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :],
+                                        mask=mask_m[:, None], other=0.0)
         acc_z += scale * tl.load(Z_PART + part * M + offs_m, mask=mask_m, other=0.0)
         vsum += tl.load(VSUM_PART + part * D + offs_d)
     tl.store(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], acc + eps * vsum[None, :], mask=mask_m[:, None])
     tl.store(Z + bh * M + offs_m, acc_z + eps * L, mask=mask_m)
-    if mb == 0:
+    if tl.program_id(1) == 0:
         tl.store(KMAX + bh, gmax)
 
 
@@ -225,25 +232,26 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     """k, v (B, H, L, D) with contiguous rows, w (m, D) float32 → S (B, H, m, D), z (B, H, m), kmax (B, H) fp32."""
     b, h, length, d = k.shape
     m = w.shape[0]
-    bm = block_m(m)
-    n_mb = triton.cdiv(m, bm)
-    per_split, n_split = split_rows(length, BLOCK_L_STATE, b * h * n_mb, k.device)
+    launch = state_launch(m, d, k.dtype)
+    n_mb = triton.cdiv(m, launch["BLOCK_M"])
+    per_split, n_split = split_rows(length, launch["BLOCK_L"], b * h * n_mb, k.device)
     f32 = dict(dtype=torch.float32, device=k.device)
     a_part = new_output((b * h, n_split, m, d), **f32)
     z_part = new_output((b * h, n_split, m), **f32)
+    fmax_part = new_output((b * h, n_split, m), **f32)
     max_part = new_output((b * h, n_split, n_mb), **f32)
     vsum_part = new_output((b * h, n_split, d), **f32)
     s = d ** -0.25
     _kv_partial_kernel[(b * h, n_mb, n_split)](
-        k, v, w, a_part, z_part, max_part, vsum_part, length, m, s, per_split, h, *row_strides(k), *row_strides(v),
-        D=d, BLOCK_L=BLOCK_L_STATE, BLOCK_M=bm, INPUT_PRECISION=precision(k.dtype),
-        num_warps=STATE_LAUNCH[0], num_stages=STATE_LAUNCH[1])
+        k, v, w, a_part, z_part, fmax_part, max_part, vsum_part, length, m, s, per_split, h, *row_strides(k),
+        *row_strides(v), D=d, INPUT_PRECISION=precision(k.dtype), **launch)
     state_s = new_output((b, h, m, d), **f32)
     state_z = new_output((b, h, m), **f32)
     kmax = new_output((b, h), **f32)
-    _kv_reduce_kernel[(b * h, n_mb)](
-        a_part, z_part, max_part, vsum_part, state_s, state_z, kmax, length, m, n_split, eps,
-        D=d, BLOCK_M=bm, BLOCK_P=triton.next_power_of_2(n_split * n_mb), num_warps=4, num_stages=1)
+    bm = block_m(m)
+    _kv_reduce_kernel[(b * h, triton.cdiv(m, bm))](
+        a_part, z_part, fmax_part, max_part, vsum_part, state_s, state_z, kmax, length, m, n_split, n_split * n_mb,
+        eps, D=d, BLOCK_M=bm, BLOCK_P=triton.next_power_of_2(n_split * n_mb), num_warps=4, num_stages=1)
     return state_s, state_z, kmax
 
 
