@@ -209,3 +209,24 @@ def test_distributed_loader_shards(tmp_path):
     finally:
         if owner:
             dist.destroy_process_group()
+
+
+def test_stem_subsets_and_gains_augment_only_what_is_summed():
+    songs = SyntheticMusic(4, seconds=4.0, sample_rate=8000, channels=1).songs
+    plain = MixitPairs(songs, segment_seconds=1.0, sample_rate=8000, channels=1, examples_per_epoch=20,
+                       return_stems=True, deterministic=True)
+    subset = MixitPairs(songs, segment_seconds=1.0, sample_rate=8000, channels=1, examples_per_epoch=20,
+                        return_stems=True, deterministic=True, stems_per_mixture=2, stem_gain_db=(-6.0, 6.0))
+    counts = []
+    for i in range(20):
+        item = subset[i]
+        for j in (1, 2):
+            k = item[f"n_stems{j}"]
+            counts.append(k)
+            torch.testing.assert_close(item[f"stems{j}"][:k].sum(0), item[f"x{j}"])  # x is the sum of its stems
+            assert not item[f"stems{j}"][k:].any()
+    assert set(counts) == {1, 2} and max(plain[i]["n_stems1"] for i in range(20)) == 4
+    with pytest.raises(ValueError, match="stems_per_mixture"):
+        MixitPairs(songs, segment_seconds=1.0, sample_rate=8000, channels=1, stems_per_mixture=0)
+    with pytest.raises(ValueError, match="stem_gain_db"):
+        MixitPairs(songs, segment_seconds=1.0, sample_rate=8000, channels=1, stem_gain_db=(3.0, -3.0))

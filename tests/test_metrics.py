@@ -227,3 +227,15 @@ def test_mask_metrics_errors():
         effective_mask_count(masks * float("nan"), torch.rand(1, 4, 5))
     with pytest.raises(ValueError, match=r"\(B, M, C, F, L\)"):
         mask_overlap(torch.rand(4, 5), torch.rand(5))
+
+
+def test_one_to_one_sdr_is_not_scale_invariant():
+    g = torch.Generator().manual_seed(3)
+    refs = torch.randn(2, 2, 4000, generator=g, dtype=torch.float64)
+    est = torch.zeros(4, 2, 4000, dtype=torch.float64)
+    est[3], est[1] = 0.5 * refs[0], refs[1] + 0.1 * torch.randn(2, 4000, generator=g, dtype=torch.float64)
+    scores = separation_scores(est, refs, refs.sum(0))
+    sdr_half = 10 * math.log10(1 / 0.25)  # ‖s‖² / ‖s − s/2‖²: 6.02 dB, where SI-SNR is the eps bound
+    noise = 10 * torch.log10(refs[1].pow(2).sum() / (est[1] - refs[1]).pow(2).sum())
+    assert scores["one_to_one_sdr"] == pytest.approx((sdr_half + float(noise)) / 2, abs=1e-6)
+    assert scores["one_to_one_sisnr"] > scores["one_to_one_sdr"]

@@ -25,10 +25,11 @@ def _relative_error(a, b):
 
 
 # ------------------------------------------------------------------------------------------ separator shapes
+@pytest.mark.parametrize("frontend", ["full", "bandsplit"])
 @pytest.mark.parametrize("attention", ["favor", "softmax"])
 @pytest.mark.parametrize("b, c, t", [(1, 1, 1), (1, 2, 255), (2, 1, 1001), (2, 2, 64)])
-def test_shapes_and_mixture_consistency(attention, b, c, t):
-    model = tiny(channels=c, attention=attention)
+def test_shapes_and_mixture_consistency(attention, b, c, t, frontend):
+    model = tiny(channels=c, attention=attention, frontend=frontend, n_bands=6)
     x = torch.randn(b, c, t)
     est, masks = model(x, return_masks=True)
     cfg = model.config
@@ -68,8 +69,9 @@ def test_bf16_autocast_keeps_consistency():
     assert _relative_error(est.sum(1), x) < 1e-4
 
 
-def test_backward_reaches_every_separation_parameter():
-    model = tiny(channels=2, dropout=0.1)
+@pytest.mark.parametrize("frontend", ["full", "bandsplit"])
+def test_backward_reaches_every_separation_parameter(frontend):
+    model = tiny(channels=2, dropout=0.1, frontend=frontend, n_bands=5)
     est = model(torch.randn(2, 2, 500))
     est[:, 0].square().mean().backward()
     for name, p in model.named_parameters():
@@ -156,9 +158,10 @@ def test_mae_mask_choice_is_reproducible_and_random():
     assert loss(3) != loss(4)
 
 
-def test_mae_loss_only_on_masked_frames():
+@pytest.mark.parametrize("frontend", ["full", "bandsplit"])
+def test_mae_loss_only_on_masked_frames(frontend):
     # A mae_head that predicts the target exactly on all frames but one gives zero loss iff that frame is unmasked.
-    model = tiny(channels=1).eval()
+    model = tiny(channels=1, frontend=frontend, n_bands=4).eval()
     x = torch.randn(1, 1, 64 * 19)  # L = 20 frames -> 6 masked
     target = model._features(model.spectrogram(x))  # (1, 20, F)
     n_masked_frames = 0
@@ -194,6 +197,37 @@ def test_encoder_weights_carry_over():
         tiny(channels=2, n_layers=3).load_encoder_state_dict(sd)
     with pytest.raises(ValueError, match="shapes"):
         tiny(channels=1).load_encoder_state_dict(sd)
+
+
+def test_band_split_edges_and_tokens():
+    from trackformer.models.bandsplit import mel_band_edges
+
+    edges = mel_band_edges(16, 257, 16000)
+    widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
+    assert edges[0] == 0 and edges[-1] == 257 and min(widths) >= 1 and widths[0] < widths[-1]
+    assert mel_band_edges(129, 129, 8000) == list(range(130))  # one bin per band at the limit
+    with pytest.raises(ValueError, match="n_bands"):
+        mel_band_edges(0, 129, 8000)
+    with pytest.raises(ValueError, match="n_bands"):
+        tiny(frontend="bandsplit", n_bands=200)
+    with pytest.raises(ValueError, match="frontend"):
+        tiny(frontend="stripes")
+    model = tiny(channels=1, frontend="bandsplit", n_bands=4).eval()
+    x = torch.randn(1, 1, 1000)
+    _, masks = model(x, return_masks=True)
+    assert masks.shape[3] == model.config.n_freqs
+    model.train()
+    assert model.redraw_features() and all(b.time.attn.nb_features == 16 for b in model.blocks)
+
+
+@pytest.mark.parametrize("frontend", ["full", "bandsplit"])
+def test_mae_initialises_mixit_for_either_frontend(frontend):
+    pretrained, fresh = tiny(channels=1, frontend=frontend, n_bands=4), tiny(channels=1, frontend=frontend, n_bands=4)
+    fresh.load_encoder_state_dict(pretrained.encoder_state_dict())
+    x = torch.randn(2, 1, 800)
+    assert torch.isfinite(pretrained.pretrain_loss(x)) and torch.equal(
+        fresh.eval().blocks[0](torch.ones(1, *(() if frontend == "full" else (4,)), 3, 32)),
+        pretrained.eval().blocks[0](torch.ones(1, *(() if frontend == "full" else (4,)), 3, 32)))
 
 
 # ------------------------------------------------------------------------------------------ config, registry

@@ -161,6 +161,8 @@ def separation_scores(estimates, references, mixture, eps: float = 1e-8) -> dict
     Returns a dict of Python values:
       one_to_one_sisnr, one_to_one_sisnri: mean dB over active references, best injective reference->output map
       one_to_one_assignment: output index per reference (None for silent references)
+      one_to_one_sdr: mean dB over active references of the plain SDR 10·log10(‖s‖² / ‖s − ŝ‖²) (no scale
+        invariance; the per-track "SDR" of the MUSDB/MDX literature), same map as one_to_one_sisnr
       mixit_sisnr, mixit_sisnri: mean dB over active references, best output->reference assignment (summed)
       mixit_assignment: reference index per output (indices into ``references``)
       mixture_sisnr: mean dB of the mixture itself against the active references
@@ -194,6 +196,8 @@ def separation_scores(estimates, references, mixture, eps: float = 1e-8) -> dict
     one = pair[rows, cols]
     mixit_assign, mixit = _mixit_style(est_f, ref_f, eps)
 
+    chosen_ref, chosen_est = refs[active][rows].flatten(1).double(), est[cols].flatten(1).double()
+    sdr = 10 * torch.log10((chosen_ref.pow(2).sum(-1) + eps) / ((chosen_ref - chosen_est).pow(2).sum(-1) + eps))
     per_ref, o2o_map = [], [None] * k
     for i, j in enumerate(active):
         o2o_map[j] = int(cols[i])
@@ -208,6 +212,7 @@ def separation_scores(estimates, references, mixture, eps: float = 1e-8) -> dict
         "one_to_one_sisnr": float(one.mean()),
         "one_to_one_sisnri": float((one - mix_scores).mean()),
         "one_to_one_assignment": o2o_map,
+        "one_to_one_sdr": float(sdr.mean()),
         "mixit_sisnr": float(mixit.mean()),
         "mixit_sisnri": float((mixit - mix_scores).mean()),
         "mixit_assignment": [active[int(a)] for a in mixit_assign],

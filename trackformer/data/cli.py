@@ -32,6 +32,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--soundfont", default=None, help="a GM .sf2 (default: FluidR3 if installed, else TimGM6mb)")
     p.set_defaults(func=_render)
 
+    p = sub.add_parser("render-songs", help="render procedurally generated multi-instrument songs (drums, bass, "
+                                            "chords, lead, ...) to a MoisesDB-layout folder",
+                       description="Procedurally generated songs (trackformer.data.songgen) rendered with "
+                                   "TinySoundFont: no system package needed. --split test uses seeds no training "
+                                   "set uses; render it with a soundfont no training set uses.")
+    p.add_argument("out", help="output folder (created; finished songs are kept)")
+    p.add_argument("--n", type=int, required=True, help="number of songs")
+    p.add_argument("--soundfont", default=None,
+                   help="a GM .sf2/.sf3 path, or timgm6mb | fluidr3 | musescore (default: TimGM6mb from pretty-midi)")
+    p.add_argument("--split", choices=("train", "test"), default="train", help="seed namespace (default train)")
+    p.add_argument("--seed", type=int, default=0, help="set seed (default 0); songs are named SPLIT-SEED-INDEX")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of each song (default 30)")
+    p.add_argument("--max-stems", type=int, default=6, help="2..6 stems per song (default 6)")
+    p.add_argument("--sample-rate", type=int, default=44100, help="Hz (default 44100)")
+    p.set_defaults(func=_render_songs)
+
     p = sub.add_parser("info", help="summarise a MoisesDB-layout folder or a stems folder")
     p.add_argument("root")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -57,6 +73,24 @@ def _render(args) -> int:
         return 2
     print(f"rendered {s['rendered']} songs ({s['audio_seconds'] / 60:.1f} min of 4-stem audio) in "
           f"{s['wall_seconds']:.1f} s; {s['existing']} already there; {len(s['skipped'])} pieces skipped")
+    for name, reason in s["skipped"]:
+        print(f"  skipped {name}: {reason}")
+    return 0 if s["rendered"] + s["existing"] else 1
+
+
+def _render_songs(args) -> int:
+    from trackformer.data.render import find_soundfont
+    from trackformer.data.songgen import render_songs
+
+    try:
+        s = render_songs(args.out, n=args.n, soundfont=find_soundfont(args.soundfont), split=args.split,
+                         seed=args.seed, sample_rate=args.sample_rate, seconds=args.seconds,
+                         max_stems=args.max_stems)
+    except (RuntimeError, FileNotFoundError, ValueError) as e:
+        print(f"trackformer data render-songs: {e}", file=sys.stderr)
+        return 2
+    print(f"rendered {s['rendered']} songs in {s['wall_seconds']:.1f} s; {s['existing']} already there; "
+          f"{len(s['skipped'])} skipped")
     for name, reason in s["skipped"]:
         print(f"  skipped {name}: {reason}")
     return 0 if s["rendered"] + s["existing"] else 1

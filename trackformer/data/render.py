@@ -44,6 +44,7 @@ INSTRUMENTS = {
 LOWEST, HIGHEST = 28, 86  # MIDI range every transposed piece stays in (E1 .. D6)
 FLUIDR3 = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
 TIMGM_SYSTEM = ("/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/soundfonts/TimGM6mb.sf2")
+MUSESCORE = ("/usr/share/sounds/sf3/MuseScore_General.sf3", "/usr/share/sounds/sf2/MuseScore_General.sf2")
 INSTALL_FLUIDSYNTH = ("fluidsynth was not found on PATH: install it (Debian/Ubuntu `apt-get install fluidsynth`, "
                       "macOS `brew install fluid-synth`, conda `conda install -c conda-forge fluidsynth`)")
 
@@ -56,22 +57,35 @@ def find_fluidsynth(path: str | None = None) -> str:
     return exe
 
 
+def _timgm6mb() -> tuple[str, ...]:
+    try:
+        import pretty_midi
+    except ImportError:
+        return TIMGM_SYSTEM
+    return (os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2"), *TIMGM_SYSTEM)
+
+
+SOUNDFONT_NAMES = {"timgm6mb": ("pip install pretty-midi (ships TimGM6mb.sf2) or apt-get install timgm6mb-soundfont",
+                                _timgm6mb),
+                   "fluidr3": ("apt-get install fluid-soundfont-gm", lambda: FLUIDR3),
+                   "musescore": ("apt-get install musescore-general-soundfont", lambda: MUSESCORE)}
+
+
 def find_soundfont(path: str | None = None) -> str:
-    """A General-MIDI soundfont: ``path`` if given; else FluidR3 (Debian ``fluid-soundfont-gm``) if installed;
-    else TimGM6mb from the pretty-midi package or Debian ``timgm6mb-soundfont``. FileNotFoundError saying what
-    to install when there is none."""
+    """A General-MIDI soundfont: ``path`` if given (a file, or one of :data:`SOUNDFONT_NAMES`: timgm6mb, fluidr3,
+    musescore); else FluidR3 (Debian ``fluid-soundfont-gm``) if installed, else TimGM6mb from the pretty-midi
+    package or Debian ``timgm6mb-soundfont``. FileNotFoundError saying what to install when there is none."""
+    if path is not None and path.lower() in SOUNDFONT_NAMES:
+        install, candidates = SOUNDFONT_NAMES[path.lower()]
+        found = [c for c in candidates() if os.path.isfile(c)]
+        if not found:
+            raise FileNotFoundError(f"soundfont {path!r} is not installed: {install}")
+        return found[0]
     if path is not None:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"soundfont not found: {path}")
         return path
-    candidates = list(FLUIDR3)
-    try:
-        import pretty_midi
-        candidates.append(os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2"))
-    except ImportError:
-        pass
-    candidates += TIMGM_SYSTEM
-    for c in candidates:
+    for c in (*FLUIDR3, *_timgm6mb()):
         if os.path.isfile(c):
             return c
     raise FileNotFoundError("no General-MIDI soundfont found: `pip install pretty-midi` (ships TimGM6mb.sf2), or "

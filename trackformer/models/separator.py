@@ -6,6 +6,9 @@ Shapes (B batch, C channels, T samples, F = n_fft/2 + 1 bins, L = 1 + T // hop f
   + sinusoidal positions -> n_layers x [x + Attn(LN x); x + Drop(FFN(LN x)), FFN = Linear, GELU, Drop, Linear;
   FavorAttention applies the dropout to its own output] -> LN -> Linear d -> M*C*F -> softmax over M
   -> masks (B, M, C, F, L) -> masks * STFT -> iSTFT -> estimates (B, M, C, T).
+``frontend="bandsplit"`` replaces the frame tokens by one token per (mel-spaced band, frame) and the blocks by
+dual-path blocks (FAVOR+ along time within a band, exact attention across bands): see
+:mod:`trackformer.models.bandsplit`.
 
 Positions are fixed sinusoids (Vaswani et al.) added after the input Linear: FAVOR+ attention is
 permutation-invariant, and sinusoids work for any number of frames (30 s at 44.1 kHz is 5,168) with no
@@ -25,11 +28,13 @@ from torch import nn
 
 from trackformer.kernels.favor.op import HEAD_DIMS, MAX_FEATURES
 from trackformer.models._checks import check_mixture
+from trackformer.models.bandsplit import BandHeads, BandSplit, DualPathBlock, mel_band_edges
 from trackformer.models.stft import istft, stft
 from trackformer.nn import FavorAttention
 from trackformer.profiling import nvtx_range
 
 _LOG_EPS = 1e-5  # floor of the log-magnitude features: log(1e-5) = -11.5
+FRONTENDS = ("full", "bandsplit")
 _ENCODER_PREFIXES = ("input_proj.", "blocks.", "norm.")
 
 
@@ -49,6 +54,8 @@ class SeparatorConfig:
     dropout: float = 0.1
     attention: str = "favor"
     sample_rate: int = 44100
+    frontend: str = "full"
+    n_bands: int = 16
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -64,6 +71,11 @@ class SeparatorConfig:
                              f"n_heads ({self.n_heads})")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"SeparatorConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.frontend not in FRONTENDS:
+            raise ValueError(f"SeparatorConfig.frontend must be one of {FRONTENDS}, got {self.frontend!r}")
+        if self.frontend == "bandsplit" and self.n_bands > self.n_freqs:
+            raise ValueError(f"SeparatorConfig.n_bands ({self.n_bands}) must not exceed the {self.n_freqs} "
+                             f"frequency bins of n_fft={self.n_fft}")
         if self.attention not in ("favor", "softmax"):
             raise ValueError(f"SeparatorConfig.attention must be 'favor' or 'softmax', got {self.attention!r}")
         if self.attention == "favor" and self.d_model // self.n_heads not in HEAD_DIMS:
@@ -117,6 +129,10 @@ class EncoderBlock(nn.Module):
         x = x + self.attn(self.norm1(x))  # FavorAttention drops out its own output
         return x + self.dropout(self.ffn(self.norm2(x)))
 
+    def redraw_features(self, generator: torch.Generator | None = None) -> bool:
+        """Redraws the attention's random features (training mode only); see FavorAttention."""
+        return self.attn.redraw_features(generator)
+
 
 class PerformerSeparator(nn.Module):
     """Mask-based separator: mixture (B, C, T) -> estimates (B, M, C, T); see the module docstring."""
@@ -130,13 +146,22 @@ class PerformerSeparator(nn.Module):
         self.config = config
         n_in = config.channels * config.n_freqs
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
-        self.input_proj = nn.Linear(n_in, config.d_model)
-        self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.n_layers))
-        self.norm = nn.LayerNorm(config.d_model)
-        self.mask_head = nn.Linear(config.d_model, config.n_sources * n_in)
-        # Audio-MAE pre-training only.
-        self.mask_token = nn.Parameter(torch.randn(config.d_model) * 0.02)
-        self.mae_head = nn.Linear(config.d_model, n_in)
+        d = config.d_model
+        if config.frontend == "bandsplit":
+            edges = mel_band_edges(config.n_bands, config.n_freqs, config.sample_rate)
+            self.input_proj = BandSplit(edges, config.channels, config.n_freqs, d)
+            self.blocks = nn.ModuleList(
+                DualPathBlock(d, config.n_heads, config.ffn, config.dropout, config.nb_features, config.attention)
+                for _ in range(config.n_layers))
+            self.mask_head = BandHeads(edges, config.channels, d, config.ffn, config.n_sources)
+            self.mae_head = BandHeads(edges, config.channels, d, config.ffn, 1)  # Audio-MAE pre-training only
+        else:
+            self.input_proj = nn.Linear(n_in, d)
+            self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.n_layers))
+            self.mask_head = nn.Linear(d, config.n_sources * n_in)
+            self.mae_head = nn.Linear(d, n_in)  # Audio-MAE pre-training only
+        self.norm = nn.LayerNorm(d)
+        self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # Audio-MAE pre-training only
 
     @property
     def sample_rate(self) -> int:
@@ -153,7 +178,7 @@ class PerformerSeparator(nn.Module):
         ``generator``: optional CPU generator for reproducible draws. Returns whether anything was redrawn. With
         attention="softmax" the projections are unused, so the outputs do not change.
         """
-        return all([block.attn.redraw_features(generator) for block in self.blocks])
+        return all([block.redraw_features(generator) for block in self.blocks])
 
     # ----------------------------------------------------------------------------------------------- pieces
     def spectrogram(self, mixture: torch.Tensor) -> torch.Tensor:
@@ -179,7 +204,15 @@ class PerformerSeparator(nn.Module):
         return (logmag - mean) / (std + _LOG_EPS)
 
     def _add_positions(self, h: torch.Tensor) -> torch.Tensor:
-        return h + sinusoidal_positions(h.shape[1], h.shape[2], device=h.device, dtype=h.dtype)
+        """Time positions on (B, L, d) frames or (B, K, L, d) band tokens (the same codes in every band)."""
+        return h + sinusoidal_positions(h.shape[-2], h.shape[-1], device=h.device, dtype=h.dtype)
+
+    def _frame_values(self, head: nn.Module, h: torch.Tensor, n_out: int) -> torch.Tensor:
+        """Encoder output (B, L, d) or (B, K, L, d) through ``head`` -> (B, L, n_out, C, F)."""
+        if self.config.frontend == "bandsplit":
+            return head(h)
+        b, l, _ = h.shape
+        return head(h).view(b, l, n_out, self.config.channels, self.config.n_freqs)
 
     def _encode(self, h: torch.Tensor) -> torch.Tensor:
         for i, block in enumerate(self.blocks):
@@ -195,14 +228,13 @@ class PerformerSeparator(nn.Module):
         """
         self._check(mixture)
         cfg = self.config
-        b, c, t = mixture.shape
+        t = mixture.shape[-1]
         with nvtx_range("stft"):
             spec = self._stft(mixture)
-            feats = self._features(spec).to(self.input_proj.weight.dtype)
+            feats = self._features(spec).to(self.mask_token.dtype)
         h = self._encode(self._add_positions(self.input_proj(feats)))
         with nvtx_range("masks"):
-            l = spec.shape[-1]
-            logits = self.mask_head(h).view(b, l, cfg.n_sources, c, cfg.n_freqs)
+            logits = self._frame_values(self.mask_head, h, cfg.n_sources)  # (B, L, M, C, F)
             masks = torch.softmax(logits, dim=2, dtype=torch.float32).permute(0, 2, 3, 4, 1)  # (B, M, C, F, L)
             est_spec = masks * spec.unsqueeze(1)
         with nvtx_range("istft"):
@@ -228,11 +260,13 @@ class PerformerSeparator(nn.Module):
         n_mask = min(l, max(1, round(mask_ratio * l)))
         chosen = torch.rand(b, l, generator=generator, device=mixture.device).topk(n_mask, dim=1).indices
         masked = torch.zeros(b, l, dtype=torch.bool, device=mixture.device).scatter_(1, chosen, True)
-        h = self.input_proj(target.to(self.input_proj.weight.dtype))
-        h = torch.where(masked[..., None], self.mask_token.to(h.dtype), h)
+        h = self.input_proj(target.to(self.mask_token.dtype))
+        where = masked[:, None, :, None] if h.dim() == 4 else masked[..., None]  # band tokens: every band
+        h = torch.where(where, self.mask_token.to(h.dtype), h)
         h = self._encode(self._add_positions(h))
         with nvtx_range("mae_head"):
-            err = (self.mae_head(h).float() - target).pow(2).mean(dim=-1)  # (B, L)
+            pred = self._frame_values(self.mae_head, h, 1).reshape(b, l, -1)
+            err = (pred.float() - target).pow(2).mean(dim=-1)  # (B, L)
             return (err * masked).sum() / (b * n_mask)
 
     def encoder_state_dict(self) -> dict:

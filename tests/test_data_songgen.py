@@ -1,0 +1,98 @@
+"""Generated songs: TinySoundFont rendering of note lists, song plans, the MoisesDB-layout writer and its CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from trackformer import cli
+from trackformer.data import MoisesDB
+from trackformer.data.render import find_soundfont
+from trackformer.data.songgen import ROLES, plan_song, render_song, render_songs, song_seed
+
+pytest.importorskip("tinysoundfont", reason="tinysoundfont is not installed (pip install --no-deps tinysoundfont)")
+pytest.importorskip("pretty_midi", reason="pretty-midi (ships TimGM6mb.sf2) is not installed")
+from trackformer.data.sfsynth import Note, render_part  # noqa: E402
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def soundfont():
+    return find_soundfont("timgm6mb")
+
+
+def test_render_part_is_sample_exact_panned_and_silent_between_notes(soundfont):
+    notes = [Note(0.1, 0.3, 60, 100), Note(0.5, 0.6, 67, 90)]
+    audio = render_part(notes, soundfont=soundfont, program=0, sample_rate=SR, tail=0.5)
+    assert audio.shape == (2, round(0.6 * SR) + SR // 2) and audio.dtype == np.float32
+    assert np.abs(audio[:, : round(0.1 * SR)]).max() == 0  # nothing before the first onset
+    assert np.abs(audio[:, round(0.1 * SR): round(0.2 * SR)]).max() > 1e-3
+    left = render_part(notes, soundfont=soundfont, program=0, sample_rate=SR, pan=-1.0, length=SR)
+    assert left.shape == (2, SR) and np.abs(left[1]).max() < 1e-6 < np.abs(left[0]).max()
+    # the cached synthesiser carries nothing over from the previous part
+    again = render_part(notes, soundfont=soundfont, program=0, sample_rate=SR, tail=0.5)
+    np.testing.assert_array_equal(again, audio)
+    drums = render_part([Note(0.0, 0.1, 36, 120)], soundfont=soundfont, program=0, drums=True, sample_rate=SR)
+    assert np.abs(drums).max() > 1e-2
+    with pytest.raises(FileNotFoundError, match="soundfont not found"):
+        render_part(notes, soundfont="missing.sf2", program=0)
+    with pytest.raises(ValueError, match="pan"):
+        render_part(notes, soundfont=soundfont, program=0, pan=2.0)
+
+
+def test_plans_are_seeded_varied_and_bounded():
+    plans = [plan_song(seed, seconds=10.0) for seed in range(40)]
+    assert plan_song(3, seconds=10.0) == plans[3]
+    counts = [len(p["parts"]) for p in plans]
+    assert min(counts) >= 2 and max(counts) <= 6 and len(set(counts)) >= 3
+    assert len({p["bpm"] for p in plans}) == 40 and len({p["key"] for p in plans}) >= 6
+    assert {part.role for p in plans for part in p["parts"]} == set(ROLES)
+    for p in plans:
+        for part in p["parts"]:
+            assert part.notes and all(0 <= n.start < n.end and 0 <= n.pitch <= 127 and 1 <= n.velocity <= 127
+                                      for n in part.notes)
+            assert (part.program is None) == (part.role == "drums")
+    assert max(len(plan_song(s, seconds=10.0, max_stems=4)["parts"]) for s in range(40)) == 4
+    with pytest.raises(ValueError, match="max_stems"):
+        plan_song(0, max_stems=1)
+
+
+def test_split_seeds_are_disjoint():
+    train = {song_seed("train", i, s) for i in range(300) for s in range(3)}
+    test = {song_seed("test", i, s) for i in range(300) for s in range(3)}
+    assert not train & test and len(train) == 900
+    with pytest.raises(ValueError, match="split"):
+        song_seed("valid", 0, 0)
+
+
+def test_render_song_levels_and_peak(soundfont):
+    stems, meta = render_song(song_seed("train", 0, 0), soundfont=soundfont, sample_rate=SR, seconds=4.0)
+    assert 2 <= len(stems) <= 6 and set(stems) == set(meta["parts"])
+    assert {a.shape for a in stems.values()} == {(2, 4 * SR)}
+    assert np.abs(sum(stems.values())).max() == pytest.approx(0.8, rel=1e-5)  # the mixture never clips
+
+
+def test_render_songs_writes_moisesdb_layout_idempotently(tmp_path, soundfont, capsys):
+    out = str(tmp_path / "songs")
+    summary = render_songs(out, n=3, soundfont=soundfont, sample_rate=SR, seconds=3.0, progress=False)
+    assert summary["rendered"] + len(summary["skipped"]) == 3 and summary["rendered"] >= 2
+    db = MoisesDB(out, sample_rate=SR, max_stems=None)
+    assert [s.name for s in db.songs] == sorted(f"train-0-{i:04d}" for i in range(3)
+                                                if f"train-0-{i:04d}" not in dict(summary["skipped"]))
+    song = db.songs[0]
+    np.testing.assert_allclose(song.load_mixture().numpy(), song.load_stems().sum(0).numpy(), atol=1e-6)
+    with open(os.path.join(out, song.name, "data.json")) as f:
+        render = json.load(f)["render"]
+    assert render["split"] == "train" and render["soundfont"] == os.path.basename(soundfont)
+    again = render_songs(out, n=3, soundfont=soundfont, sample_rate=SR, seconds=3.0, progress=False)
+    assert again["rendered"] == 0 and again["existing"] == summary["rendered"]
+    with pytest.raises(ValueError, match="rendered with"):
+        render_songs(out, n=1, soundfont=soundfont, sample_rate=22050, seconds=3.0, progress=False)
+    rc = cli.main(["data", "render-songs", str(tmp_path / "test"), "--n", "2", "--split", "test", "--max-stems",
+                   "3", "--seconds", "2", "--sample-rate", str(SR), "--soundfont", "timgm6mb"])
+    assert rc == 0 and "rendered" in capsys.readouterr().out
+    assert all(s.name.startswith("test-0-") and s.num_stems <= 3
+               for s in MoisesDB(str(tmp_path / "test"), sample_rate=SR, max_stems=None).songs)
+    assert cli.main(["data", "render-songs", str(tmp_path / "x"), "--n", "1", "--soundfont", "nope.sf2"]) == 2
