@@ -25,6 +25,7 @@ from trackformer.separate import (
     crossfade,
     match_order,
     model_channels,
+    owned_frames,
     resolve_window,
     separate_file,
     separate_waveform,
@@ -109,6 +110,21 @@ def test_chunk_starts_cover_the_signal_and_crossfades_sum_to_one():
             total[s:e] += crossfade(e - s, overlap, fade_in=i > 0, fade_out=i < len(starts) - 1)
         assert min(s + chunk for s in starts[-1:]) >= length
         torch.testing.assert_close(total, torch.ones(length), atol=1e-6, rtol=0)
+
+
+def test_owned_frames_give_each_stretch_of_the_song_to_one_window():
+    length, chunk, overlap, hop = 20_000, 3000, 1500, 64
+    starts = chunk_starts(length, chunk, overlap)
+    centres = []
+    for i, s in enumerate(starts):
+        e = min(s + chunk, length)
+        own = owned_frames(s, e, hop, overlap, first=i == 0, next_start=starts[i + 1] if i + 1 < len(starts) else None)
+        centres.append(s + own * hop)
+        assert len(own) > 0 and bool((s + own * hop <= e).all())
+    flat = torch.cat(centres)
+    assert bool((flat[1:] > flat[:-1]).all())  # in order, no stretch counted twice
+    assert bool((flat[1:] - flat[:-1] <= hop).all()) and int(flat[0]) == 0 and int(flat[-1]) > length - hop
+    assert abs(len(flat) - (1 + length // hop)) <= len(starts)  # about one song's worth of frames
 
 
 def test_stft_frames_equal_the_same_frames_of_the_full_stft():

@@ -21,9 +21,10 @@ memory ≈ the input plus a few windows); :func:`separate_waveform` collects the
 
 With ``analysis=True`` the stream also gathers the no-ground-truth statistics (effective mask count, mask
 overlap) and a time-pooled picture of the mixture spectrogram and the M masks, window by window, reordered like
-the outputs and weighted by the cross-fades: for a model with masks (the PerformerSeparator) its own masks; for
-a model without (ConvTasNet) soft masks ``|S_m| / Σ_k |S_k|`` from the STFTs of its window outputs. Both go
-through :class:`MaskSummary`, so a long song never needs a full-length (M, C, F, L) tensor.
+the outputs, each frame from the one window whose middle part holds it (:func:`owned_frames`; half the work
+of scoring every window whole at half-window overlap): for a model with masks (the PerformerSeparator) its own
+masks; for a model without (ConvTasNet) soft masks ``|S_m| / Σ_k |S_k|`` from the STFTs of its window outputs.
+Both go through :class:`MaskSummary`, so a long song never needs a full-length (M, C, F, L) tensor.
 """
 
 import contextlib
@@ -162,9 +163,9 @@ class MaskSummary:
     """Sums behind the mask metrics plus a time-pooled picture, gathered from blocks of STFT frames.
 
     ``total_samples`` and frame positions are in samples at ``sample_rate``; the picture has one column per
-    ``hop * ceil(frames / picture_frames)`` samples (at most ``picture_frames`` columns). Each frame carries a
-    weight (the cross-fade of its window), applied as |X|² -> w·|X|² in every sum, so frames that two windows
-    share count once in total.
+    ``hop * ceil(frames / picture_frames)`` samples (at most ``picture_frames`` columns). Each frame is given
+    once (the separation passes each window's frames from the middle of its overlaps on, see
+    :func:`owned_frames`), so the sums are those of the whole song.
     """
 
     def __init__(self, n_sources: int, n_freqs: int, total_samples: int, hop: int, sample_rate: int,
@@ -178,15 +179,13 @@ class MaskSummary:
         self.mix = torch.zeros(n_freqs, n_cols, dtype=torch.float64)
         self.masks = torch.zeros(n_sources, n_freqs, n_cols, dtype=torch.float64)
 
-    def add(self, masks: torch.Tensor, mag: torch.Tensor, positions: torch.Tensor, weights: torch.Tensor) -> None:
-        """masks (M, C, F, L), mag (C, F, L) on the CPU; positions (L,) sample of each frame's centre;
-        weights (L,) in [0, 1]."""
-        w_mag = mag * weights.sqrt().to(mag.dtype)
-        self.stats = tuple(a + b for a, b in zip(self.stats, mask_statistics(masks, w_mag)))
-        energy = w_mag.double().pow(2)  # (C, F, L)
+    def add(self, masks: torch.Tensor, mag: torch.Tensor, positions: torch.Tensor) -> None:
+        """masks (M, C, F, L), mag (C, F, L) float32 on the CPU; positions (L,) sample of each frame's centre."""
+        self.stats = tuple(a + b for a, b in zip(self.stats, mask_statistics(masks, mag)))
+        energy = mag.pow(2)  # (C, F, L)
         cols = (positions // self.column_samples).clamp(0, self.mix.shape[1] - 1).long()
-        self.mix.index_add_(1, cols, energy.sum(0))
-        self.masks.index_add_(2, cols, (masks.double() * energy).sum(1))
+        self.mix.index_add_(1, cols, energy.sum(0).double())
+        self.masks.index_add_(2, cols, (masks * energy).sum(1).double())
 
     def result(self) -> dict:
         """{effective_mask_count, mask_overlap (None for silence), picture: {mix_db (F, W), masks (M, F, W)
@@ -198,6 +197,20 @@ class MaskSummary:
             picture=dict(mix_db=(10 * torch.log10(self.mix / self.frames_per_column + 1e-10)).float(),
                          masks=(self.masks / self.mix.clamp_min(1e-20)).float(),
                          seconds_per_column=self.column_samples / self.sample_rate, sample_rate=self.sample_rate))
+
+
+def owned_frames(start: int, end: int, hop: int, overlap: int, *, first: bool, next_start: int | None) -> torch.Tensor:
+    """Indices of the STFT frames (centres ``start + k·hop``, k < 1 + (end − start) // hop) of the window
+    [start, end) that it, and not a neighbour, gives to the mask statistics: from the middle of its overlap with
+    the previous window (unless ``first``) up to the middle of its overlap with the next one (starting at
+    ``next_start``; None for the last window), so every frame of the song is counted by exactly one window."""
+    centres = start + torch.arange(1 + (end - start) // hop) * hop
+    keep = torch.ones_like(centres, dtype=torch.bool)
+    if not first:
+        keep &= centres >= start + overlap // 2
+    if next_start is not None:
+        keep &= centres < next_start + overlap // 2
+    return keep.nonzero()[:, 0]
 
 
 def resolve_window(info: dict, chunk_seconds: float | None = None, overlap: float | None = None, *,
@@ -291,8 +304,8 @@ class SeparationStream:
                     masks, mag = _derived_masks(est, window)
                 if self._summary is None:
                     self._summary = MaskSummary(est.shape[0], masks.shape[2], length, hop, self.model_rate)
-                frames = torch.arange(masks.shape[-1]) * hop  # frame centres within the window
-                self._summary.add(masks, mag, start + frames, w[frames.clamp(max=end - start - 1)])
+                own = owned_frames(start, end, hop, overlap, first=i == 0, next_start=None if last else starts[i + 1])
+                self._summary.add(masks[..., own], mag[..., own], start + own * hop)
             est = est * w
             if carry is not None:
                 est[..., :carry.shape[-1]] += carry
