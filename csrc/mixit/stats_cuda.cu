@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "stats.h"
@@ -96,9 +97,23 @@ struct TileLoader {
   }
 };
 
+// The current device's multiprocessor count, asked once per device (so a CUDA-graph capture makes no attribute
+// query; cudaGetDevice is a host-side lookup).
+int multiprocessors() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cache[kMaxDevices];
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return 132;
+  int sms = cache[device].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) sms = 132;
+    cache[device].store(sms, std::memory_order_relaxed);
+  }
+  return sms;
+}
+
 int64_t chunk_length(int batch, int64_t length, int tile) {
-  int device = 0, sms = 132;
-  if (cudaGetDevice(&device) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const int sms = multiprocessors();
   int64_t target = (static_cast<int64_t>(sms) * kBlocksPerSM + batch - 1) / batch;
   int64_t tiles = (length + tile - 1) / tile;
   int64_t per_chunk = (tiles + target - 1) / target;
