@@ -21,10 +21,20 @@ import argparse
 import gc
 import sys
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
-from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, record_row, suite_parser, time_ms
+from common import (
+    card_name,
+    check_ratio,
+    interleaved_min_ms,
+    peak_extra_mib,
+    record_row,
+    suite_exit_code,
+    suite_parser,
+    time_ms,
+)
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from trackformer.kernels import favor_attention, orthogonal_random_features
@@ -39,6 +49,9 @@ SDPA_BACKENDS = {"sdpa-flash": "FLASH_ATTENTION", "sdpa-cudnn": "CUDNN_ATTENTION
                  "sdpa-efficient": "EFFICIENT_ATTENTION"}
 IMPLS = ("ours", "reference", "performer-pytorch", "performer-pytorch-compiled", "sdpa", *SDPA_BACKENDS)
 SLOW_CALL_MS = 200.0  # a call slower than this is timed with 0 extra warm-ups and 3 runs
+CASE_KEYS = ("dtype", "L")
+METRICS = (("fwd_ms", "fwd {:8.3f} ms"), ("ms", "fwd+bwd {:8.3f} ms"), ("peak_mib", "{:7.0f} MiB"),
+           ("compile_s", "compile {:.1f} s"), ("tflops", "{:6.1f} TFLOP/s"), ("gbs", "{:6.0f} GB/s"))
 
 
 def _performer(device, dtype, w, compiled: bool):
@@ -81,64 +94,100 @@ def _timed(fn, device, warmup, reps):
     return time_ms(fn, device, warmup=0 if slow else warmup, reps=3 if slow else reps), first_s
 
 
+def _unsupported_backend(impl: str, err: Exception, caught) -> str | None:
+    """Why a forced SDPA backend has no kernel for these inputs (e.g. flash and cuDNN take only fp16/bf16), from
+    torch's "No available kernel" error and the warnings it emitted; None for any other failure."""
+    no_kernel = ("No available kernel", "No viable backend")  # torch's words on CUDA and on the CPU
+    if impl not in SDPA_BACKENDS or not isinstance(err, RuntimeError) or not any(t in str(err) for t in no_kernel):
+        return None
+    reasons = []
+    for w in caught:
+        text = str(w.message).split("(Triggered internally")[0].strip().rstrip(".")
+        if text and text not in reasons:
+            reasons.append(text)
+    return f"{impl} has no kernel for these inputs: " + ("; ".join(reasons) or str(err).split("\n")[0])[:400]
+
+
+def _measure(row: dict, impl: str, dtype, device, warmup: int, reps: int) -> None:
+    """Times impl at row's case into row (status "ok"), or marks it skipped when performer-pytorch is missing."""
+    w = orthogonal_random_features(M, D).to(device)
+    try:
+        fn = attention_fn(impl, w)
+    except ImportError:
+        row.update(status="skipped", note="performer_pytorch not installed (see shared/tools/fetch_gpu_wheels.sh)")
+        return
+    length = row["L"]
+    q, k, v = (torch.randn(B, H, length, D, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
+    g = torch.randn(B, H, length, D, device=device, dtype=dtype)
+
+    def fwd():
+        with torch.no_grad():
+            fn(q, k, v)
+
+    def step():
+        q.grad = k.grad = v.grad = None
+        fn(q, k, v).backward(g)
+
+    row["fwd_ms"], first_fwd_s = _timed(fwd, device, warmup, reps)
+    row["fwd_peak_mib"] = peak_extra_mib(fwd, device)
+    row["ms"], first_s = _timed(step, device, warmup, reps)
+    row["peak_mib"] = peak_extra_mib(step, device)
+    if impl.endswith("compiled"):
+        row["compile_s"] = first_fwd_s + first_s
+    if impl == "ours":
+        work = B * H * length * M * D
+        elems = B * H * length * D * torch.empty((), dtype=dtype).element_size()
+        row["fwd_tflops"] = 8 * work / (row["fwd_ms"] * 1e-3) / 1e12
+        row["tflops"] = 26 * work / (row["ms"] * 1e-3) / 1e12
+        row["fwd_gbs"] = 4 * elems / (row["fwd_ms"] * 1e-3) / 1e9
+        row["gbs"] = 12 * elems / (row["ms"] * 1e-3) / 1e9
+    row["status"] = "ok"
+
+
 def measure(impl, *, length, dtype_name, device, warmup, reps):
-    dtype = DTYPES[dtype_name]
+    """One row: ok, skipped (a baseline not installed, or a forced SDPA backend without a kernel for these
+    inputs, with torch's reason), oom, or error (anything else, with the exception)."""
     row = {"impl": impl, "ours": impl == "ours", "L": length, "dtype": dtype_name, "B": B, "H": H, "D": D,
            "m": M}
-    if impl.startswith("sdpa-") and torch.device(device).type != "cuda":
-        row.update(status="skipped", note="forced SDPA backends are CUDA kernels")
-        return row
-    q = k = v = None
+    caught = None
     try:
-        w = orthogonal_random_features(M, D).to(device)
-        try:
-            fn = attention_fn(impl, w)
-        except ImportError:
-            row.update(status="skipped", note="performer_pytorch not installed (see shared/tools/fetch_gpu_wheels.sh)")
-            return row
-        q, k, v = (torch.randn(B, H, length, D, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
-        g = torch.randn(B, H, length, D, device=device, dtype=dtype)
-
-        def fwd():
-            with torch.no_grad():
-                fn(q, k, v)
-
-        def step():
-            q.grad = k.grad = v.grad = None
-            fn(q, k, v).backward(g)
-
-        row["fwd_ms"], first_fwd_s = _timed(fwd, device, warmup, reps)
-        row["fwd_peak_mib"] = peak_extra_mib(fwd, device)
-        row["ms"], first_s = _timed(step, device, warmup, reps)
-        row["peak_mib"] = peak_extra_mib(step, device)
-        if impl.endswith("compiled"):
-            row["compile_s"] = first_fwd_s + first_s
-        if impl == "ours":
-            work = B * H * length * M * D
-            elems = B * H * length * D * torch.empty((), dtype=dtype).element_size()
-            row["fwd_tflops"] = 8 * work / (row["fwd_ms"] * 1e-3) / 1e12
-            row["tflops"] = 26 * work / (row["ms"] * 1e-3) / 1e12
-            row["fwd_gbs"] = 4 * elems / (row["fwd_ms"] * 1e-3) / 1e9
-            row["gbs"] = 12 * elems / (row["ms"] * 1e-3) / 1e9
-        row["status"] = "ok"
+        # a forced backend's warnings say why it has no kernel; recorded for the row's note
+        with warnings.catch_warnings(record=impl in SDPA_BACKENDS) as caught:
+            if caught is not None:
+                warnings.simplefilter("always")
+            _measure(row, impl, DTYPES[dtype_name], device, warmup, reps)
     except torch.OutOfMemoryError as err:
         row.update(status="oom", error=str(err).split("\n")[0])
     except Exception as err:  # recorded in the JSON; the run goes on with the next row
-        row.update(status="error", error=f"{type(err).__name__}: {err}".split("\n")[0])
+        why = _unsupported_backend(impl, err, caught or [])
+        if why:
+            row.update(status="skipped", note=why)
+        else:
+            row.update(status="error", error=f"{type(err).__name__}: {err}".split("\n")[0])
     finally:
-        q = k = v = None
         gc.collect()
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
     return row
 
 
-def plan(args) -> list[tuple[str, int]]:
-    if torch.device(args.device).type == "cpu":
-        return [("fp32", 517)] if args.quick else [("fp32", n) for n in (517, 1723, 5168)]
-    if args.quick:
-        return list(QUICK)
-    return [(dt, n) for dt in ("bf16", "fp32") for n in LENGTHS]
+def plan(args) -> list[tuple[str, int, str]]:
+    """(dtype, L, impl) in the order they run: ours at every case first, then the anchors, the cheap ones first,
+    then compiled performer-pytorch (cold compiles), then the anchors at L = 65536 (the slowest calls), so a suite
+    cut off by its timeout loses only the last, slowest anchor rows."""
+    cpu = torch.device(args.device).type == "cpu"
+    if cpu:
+        cases = [("fp32", 517)] if args.quick else [("fp32", n) for n in (517, 1723, 5168)]
+    else:
+        cases = list(QUICK) if args.quick else [(dt, n) for dt in ("bf16", "fp32") for n in LENGTHS]
+    rows = [(dt, n, "ours") for dt, n in cases if "ours" in args.impls]
+    for dt, n in cases:
+        for impl in args.impls:
+            if impl == "ours" or impl == "performer-pytorch-compiled" and (
+                    cpu or (args.quick and (dt, n) not in QUICK_COMPILED)):
+                continue
+            rows.append((dt, n, impl))
+    return sorted(rows, key=lambda r: (r[2] != "ours", r[1] >= 65536, r[2] == "performer-pytorch-compiled"))
 
 
 def run(args) -> dict:
@@ -151,26 +200,10 @@ def run(args) -> dict:
                          "flops": "forward 8·B·H·L·m·D, forward+backward 26·B·H·L·m·D (dots executed)",
                          "gbs": "minimal traffic: 4 (forward) or 12 (forward+backward) tensors of B·H·L·D"},
               "rows": []}
-    for dtype_name, length in plan(args):
-        for impl in args.impls:
-            if impl == "performer-pytorch-compiled" and (
-                    (args.quick and (dtype_name, length) not in QUICK_COMPILED) or device.type == "cpu"):
-                continue
-            row = measure(impl, length=length, dtype_name=dtype_name, device=device, warmup=args.warmup,
-                          reps=args.reps)
-            record_row(result, row, args.json, _print_row)
+    for dtype_name, length, impl in plan(args):
+        row = measure(impl, length=length, dtype_name=dtype_name, device=device, warmup=args.warmup, reps=args.reps)
+        record_row(result, row, args.json, CASE_KEYS, METRICS)
     return result
-
-
-def _print_row(row: dict) -> None:
-    if row["status"] != "ok":
-        print(f"{row['impl']:>28} {row['dtype']} L={row['L']:<6} {row['status']}: "
-              f"{row.get('note', row.get('error', ''))}", flush=True)
-        return
-    mib = f"{row['peak_mib']:9.0f} MiB" if row.get("peak_mib") is not None else "        - MiB"
-    rate = f"{row['tflops']:7.1f} TFLOP/s {row['gbs']:7.0f} GB/s" if "tflops" in row else ""
-    print(f"{row['impl']:>28} {row['dtype']} L={row['L']:<6} fwd {row['fwd_ms']:9.3f} ms  fwd+bwd "
-          f"{row['ms']:9.3f} ms {mib} {rate}", flush=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -188,8 +221,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    result = run(parse_args(argv))
-    return 1 if any(r["status"] == "error" for r in result["rows"]) else 0
+    return suite_exit_code(run(parse_args(argv)))
 
 
 # ----------------------------------------------------------------------------------- CPU regression checks

@@ -33,7 +33,16 @@ import sys
 import time
 
 import torch
-from common import card_name, check_ratio, interleaved_min_ms, peak_extra_mib, record_row, suite_parser, time_ms
+from common import (
+    card_name,
+    check_ratio,
+    interleaved_min_ms,
+    peak_extra_mib,
+    record_row,
+    suite_exit_code,
+    suite_parser,
+    time_ms,
+)
 
 from trackformer.baselines import ConvTasNet
 from trackformer.mixit import mixit_loss
@@ -46,6 +55,9 @@ V100_CONTEXT_MIB = 400  # estimate: the CUDA context + torch's libraries on a V1
 V100_CAP_MIB = V100_MIB - V100_CONTEXT_MIB  # the caching allocator's limit in --v100 mode
 V100_BORDERLINE_MIB = 1024  # rows whose reserved peak comes this close to the cap are flagged
 N_SOURCES = 8
+CASE_KEYS = ("rate", "segment_s", "precision")
+METRICS = (("ms", "{:8.1f} ms"), ("peak_mib", "{:7.0f} MiB"), ("min_per_epoch", "{:6.1f} min/epoch"),
+           ("first_step_s", "first step {:.1f} s"))
 
 # Small models for CPU dry runs (--size tiny): the same architectures with fewer and narrower layers.
 TINY_SEPARATOR = dict(d_model=64, n_layers=2, n_heads=2, nb_features=32, ffn=128)
@@ -137,7 +149,10 @@ def steps_per_epoch(epoch_hours: float, segment_s: float, batch: int) -> int:
 
 
 def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+    """Out of memory, as the caching allocator or (as an allocation failure) cuDNN or cuBLAS reports it."""
+    text = str(err).lower()
+    return isinstance(err, torch.OutOfMemoryError) or any(
+        t in text for t in ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed"))
 
 
 def measure(name: str, *, rate: int, segment_s: float, batch: int, channels: int, device, amp: str,
@@ -193,9 +208,11 @@ def _sync(device) -> None:
 
 
 def plan(args) -> list[dict]:
-    """The (model, rate, segment) grid of this run, smallest segments first."""
-    return [dict(name=name, rate=rate, segment_s=seg) for rate in args.rates for seg in sorted(args.segments)
-            for name in args.models]
+    """The (model, rate, segment) grid in run order: model by model (ours first, ConvTasNet, the slowest anchor,
+    last), each from the fewest samples per step up, so a suite cut off by its timeout loses the slowest anchor
+    rows, and a model's larger segments at one rate come after its smaller ones (for the out-of-memory rule)."""
+    return sorted((dict(name=name, rate=rate, segment_s=seg) for rate in args.rates for seg in args.segments
+                   for name in args.models), key=lambda r: (MODELS.index(r["name"]), r["rate"] * r["segment_s"]))
 
 
 def run(args) -> dict:
@@ -239,16 +256,8 @@ def run(args) -> dict:
             elif args.v100 and row.get("reserved_peak_mib", 0) > V100_CAP_MIB - V100_BORDERLINE_MIB:
                 row["note"] = (f"borderline: {row['reserved_peak_mib']:.0f} MiB reserved, within "
                                f"{V100_BORDERLINE_MIB} MiB of the {V100_CAP_MIB} MiB cap; a real V100 may run out")
-        record_row(result, row, args.json, _print_row)
+        record_row(result, row, args.json, CASE_KEYS, METRICS)
     return result
-
-
-def _print_row(row: dict) -> None:
-    ms = f"{row['ms']:9.1f} ms" if "ms" in row else f"{row['status']:>12}"
-    mib = f"{row['peak_mib']:8.0f} MiB" if row.get("peak_mib") is not None else "        - MiB"
-    epoch = f"{row['min_per_epoch']:7.1f} min/epoch" if "min_per_epoch" in row else ""
-    print(f"{row['impl']:>17} {row['rate'] / 1000:5.1f} kHz {row['segment_s']:5g} s {row['precision']:>5} "
-          f"{ms} {mib} {epoch} {row.get('error', '')}", flush=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -292,10 +301,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    result = run(args)
-    bad = [r for r in result["rows"] if r["status"] == "error"]
-    return 1 if bad else 0
+    return suite_exit_code(run(parse_args(argv)))
 
 
 # ----------------------------------------------------------------------------------- CPU regression checks

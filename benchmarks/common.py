@@ -1,4 +1,4 @@
-"""Timing and memory helpers shared by every benchmark (GPU report and CPU regression checks).
+"""Timing, memory and row-recording helpers shared by every benchmark (GPU report and CPU regression checks).
 
 Times are medians in milliseconds; on CUDA they are measured with CUDA events after warm-up, on the CPU with
 ``time.perf_counter``. Peak memory is the extra CUDA memory allocated during one call beyond what was allocated
@@ -118,11 +118,28 @@ def suite_parser(description: str, quick_help: str) -> argparse.ArgumentParser:
     return p
 
 
-def record_row(result: dict, row: dict, json_path: str | None, show) -> None:
-    """Tags ``row`` with the card, appends it to ``result["rows"]``, prints it with ``show(row)`` and rewrites
-    the suite JSON when ``json_path`` is given (so a suite cut off by a timeout keeps what it measured)."""
+def suite_exit_code(result: dict) -> int:
+    """A suite script's exit status: 1 when one of our rows failed with an error, else 0. A baseline's error stays
+    in its row (and the report's "Not measured" list) without failing the suite: the run measures our kernels."""
+    return 1 if any(r.get("ours") and r["status"] == "error" for r in result["rows"]) else 0
+
+
+def row_line(row: dict, case_keys, metrics) -> str:
+    """The printed line of one suite row: impl, the case (each of ``case_keys`` the row has), then for a row that
+    ran each of ``metrics`` ((key, format) pairs such as ``("ms", "{:.3f} ms")``) it has, else its status and why."""
+    case = " ".join(f"{k}={row[k]:g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in case_keys if k in row)
+    head = f"{row['impl']:>26}  {case}"
+    if row.get("status") != "ok":
+        return f"{head}  {row.get('status')}: {row.get('note') or row.get('error') or ''}".rstrip()
+    values = "  ".join(fmt.format(row[k]) for k, fmt in metrics if row.get(k) is not None)
+    return f"{head}  {values}" + (f"  ({row['note']})" if row.get("note") else "")
+
+
+def record_row(result: dict, row: dict, json_path: str | None, case_keys, metrics) -> None:
+    """Tags ``row`` with the card, appends it to ``result["rows"]``, prints :func:`row_line` and rewrites the
+    suite JSON when ``json_path`` is given (so a suite cut off by a timeout keeps what it measured)."""
     row["card"] = result["card"]
     result["rows"].append(row)
-    show(row)
+    print(row_line(row, case_keys, metrics), flush=True)
     if json_path:
         write_json(json_path, result)

@@ -125,8 +125,8 @@ def main(argv=None) -> int:
             torch.cuda.profiler.stop()
     if args.torch_profiler:
         prof.export_chrome_trace(args.torch_profiler)
-        print(prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
-                                        row_limit=15))
+        print(prof.key_averages().table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total",
+                                        row_limit=25))
         print(f"profile_op: wrote {args.torch_profiler}")
     shape_text = ",".join(f"{k}={v:g}" for k, v in shape.items())
     print(f"profile_op: {args.op} {shape_text} {args.dtype} on {device}: {args.iters} calls, wall ms each "

@@ -7,7 +7,8 @@ number for that baseline as context (benchmarks/anchors.py). Rows that ran out o
 as is each suite's status, and ANCHORS.md's targets are checked where they apply.
 
     python benchmarks/report.py results.json [-o report.md]
-    python benchmarks/report.py --steps STEPS.tsv --results results.json --gpu-report OUT_DIR   (gpu_check.sh)
+    python benchmarks/report.py --steps STEPS.tsv --results results.json --gpu-report OUT_DIR \
+        [--show-logs STEP,...]                                                                   (gpu_check.sh)
 """
 
 import argparse
@@ -214,25 +215,34 @@ def read_steps(path: str) -> list[dict]:
     return steps
 
 
-def gpu_report(steps: list[dict], results: dict | None, out_dir: str) -> None:
-    """Writes OUT_DIR/gpu_report.md (steps, then the benchmark report) and OUT_DIR/gpu_report.json."""
+def _log_tail(path: str, chars: int) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-chars:].rstrip()
+    except OSError:
+        return ""
+
+
+def gpu_report(steps: list[dict], results: dict | None, out_dir: str, show_logs=()) -> None:
+    """Writes OUT_DIR/gpu_report.md (steps, failed steps' log tails, the logs of the ``show_logs`` steps as
+    diagnostics, then the benchmark report) and OUT_DIR/gpu_report.json (with those diagnostics)."""
     lines = ["# gpu_check report", "", "| step | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['step']} | {s['status']} | {s['seconds']} |" for s in steps]
     lines += ["", "Every step's output is in gpu_check.log.", ""]
     for s in steps:
         if s["status"] != "ok" and not s["status"].startswith("skipped"):
-            tail = ""
-            try:
-                with open(s["log"], errors="replace") as f:
-                    tail = f.read()[-2500:]
-            except OSError:
-                pass
-            lines += [f"### {s['step']}: {s['status']}", "", "```", tail.rstrip(), "```", ""]
+            lines += [f"### {s['step']}: {s['status']}", "", "```", _log_tail(s["log"], 2500), "```", ""]
+    diagnostics = {s["step"]: _log_tail(s["log"], 8000) for s in steps if s["step"] in show_logs}
+    if diagnostics:
+        lines += ["## Diagnostics", ""]
+        for name, text in diagnostics.items():
+            lines += [f"### {name}", "", "```", text, "```", ""]
     text = "\n".join(lines) + "\n"
     text += render(results) if results else "No benchmark results (benchmarks/run_all.py wrote no results.json).\n"
     with open(os.path.join(out_dir, "gpu_report.md"), "w") as f:
         f.write(text)
-    write_json(os.path.join(out_dir, "gpu_report.json"), {"steps": steps, "benchmarks": results})
+    write_json(os.path.join(out_dir, "gpu_report.json"),
+               {"steps": steps, "diagnostics": diagnostics, "benchmarks": results})
 
 
 def _load(path: str) -> dict:
@@ -250,13 +260,15 @@ def main(argv=None) -> int:
     p.add_argument("--steps", help="gpu_check.sh mode: its step table (TSV)")
     p.add_argument("--results", dest="results_opt", help="gpu_check.sh mode: run_all.py's results (may be absent)")
     p.add_argument("--gpu-report", metavar="OUT_DIR", help="gpu_check.sh mode: write gpu_report.md/.json here")
+    p.add_argument("--show-logs", type=lambda v: v.split(","), default=[],
+                   help="gpu_check.sh mode: steps whose whole logs go into the report as diagnostics")
     args = p.parse_args(argv)
     if args.gpu_report:
         if not args.steps:
             p.error("--gpu-report needs --steps")
         path = args.results_opt
         results = _load(path) if path and os.path.exists(path) else None
-        gpu_report(read_steps(args.steps), results, args.gpu_report)
+        gpu_report(read_steps(args.steps), results, args.gpu_report, args.show_logs)
         return 0
     if not args.results:
         p.error("give a results JSON (or --gpu-report with --steps)")

@@ -1,11 +1,13 @@
 """Runs the benchmark suites, each in its own subprocess with a timeout, and writes one results file + a report.
 
-Suites: attention (bench_attention.py), mixit (bench_mixit.py), training (bench_training.py) and training_v100
-(bench_training.py --v100, CUDA only). Each is called as ``python SCRIPT --device DEV [--quick] --json FILE``;
+Suites, in run order: mixit (bench_mixit.py), training_v100 (bench_training.py --v100, CUDA only), training
+(bench_training.py) and attention (bench_attention.py, last: its compiled performer-pytorch and L = 65536 anchors
+are the slowest rows). Each is called as ``python SCRIPT --device DEV [--quick] --json FILE``;
 its stdout/stderr go to LOG_DIR/<suite>.log. A suite that times out, crashes or is missing is recorded with that
 status (and whatever JSON it wrote before, since suites may write after every row); nothing fails silently.
 ``--budget-s`` bounds the whole run: each suite gets min(its timeout, its share of what is left, in proportion
-to the timeouts of the suites still to run).
+to the timeouts of the suites still to run). A suite runs in its own process group, killed whole on timeout or when
+run_all is stopped, and is killed by the kernel if run_all itself dies first (PR_SET_PDEATHSIG).
 
     python benchmarks/run_all.py --device cuda --quick --out-dir DIR [--budget-s 280] [--suites training,mixit]
 
@@ -14,6 +16,7 @@ Exit status 0 when every suite that applies to the device finished ok, 1 otherwi
 """
 
 import argparse
+import ctypes
 import dataclasses
 import datetime
 import json
@@ -43,11 +46,11 @@ class Suite:
 
 
 SUITES = (
-    Suite("attention", "bench_attention.py", quick_timeout=90),
     Suite("mixit", "bench_mixit.py", quick_timeout=60),
-    Suite("training", "bench_training.py", quick_timeout=150, full_timeout=3600),
     Suite("training_v100", "bench_training.py", ("--v100", "--rates", "16000", "--models", "performer,convtasnet"),
-          quick_timeout=45, full_timeout=1200, cuda_only=True),
+          quick_timeout=40, full_timeout=1200, cuda_only=True),
+    Suite("training", "bench_training.py", quick_timeout=150, full_timeout=3600),
+    Suite("attention", "bench_attention.py", quick_timeout=150),
 )
 MIN_SECONDS = 15  # a suite is not started with less budget than this
 _RUNNING: list[subprocess.Popen] = []  # the suite in flight, killed with us (it runs in its own session)
@@ -65,6 +68,14 @@ def _kill_group(proc: subprocess.Popen, grace: float = 5) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _die_with_parent() -> None:
+    """preexec_fn of a suite: SIGKILL when run_all dies before it (Linux prctl PR_SET_PDEATHSIG; elsewhere no-op)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _on_sigterm(signum, frame):
@@ -87,7 +98,8 @@ def _run(cmd: list[str], log_path: str, timeout: float) -> tuple[int | None, boo
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=os.path.dirname(HERE),
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                start_new_session=True, preexec_fn=_die_with_parent,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
         _RUNNING.append(proc)
         try:
             return proc.wait(timeout=timeout), False
