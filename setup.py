@@ -1,5 +1,8 @@
 """Build of trackformer: the Python package, the Triton kernels folder and one torch extension from csrc/.
 
+Metadata and dependencies are in pyproject.toml; MANIFEST.in lists the sources the sdist carries. Build without
+isolation so the extension compiles against the installed torch: ``pip install --no-build-isolation .``.
+
 The extension ``trackformer._C`` always holds the CPU C++ sources. The CUDA sources (``csrc/**/*.cu``) are added
 when torch is a CUDA build and nvcc is found, or when ``FORCE_CUDA=1``. ``TORCH_CUDA_ARCH_LIST`` picks the
 architectures; by default 7.0 (V100, where the CUDA toolkit still supports it) and 9.0 (H100/H200).
@@ -58,6 +61,8 @@ packages += ["trackformer.kernels"] + [
 setup(
     packages=packages,
     package_dir={"trackformer.kernels": "kernels"},
+    # py.typed (PEP 561) and the shipped model (a checkpoint and its model card); MANIFEST.in puts them in the sdist.
+    package_data={"trackformer": ["py.typed", "pretrained/*.pt", "pretrained/*.md"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )
