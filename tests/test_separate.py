@@ -422,3 +422,37 @@ def test_convtasnet_checkpoint_separates_with_stem_derived_masks(tmp_path):
     sources, sep = separate_waveform(model, x, RATE, 0.5, 0.1, analysis=True)
     assert sources.shape == (8, 2, x.shape[1]) and sep["analysis"]["mask_source"] == "stems"
     assert error_db(sources.sum(0), x) < -60  # consistent after the projection, though ConvTasNet is not
+
+
+def test_mask_picture_in_hz_says_when_it_shows_less_than_the_input():
+    from trackformer.plots import masks_figure
+
+    mix_db, masks = np.zeros((129, 40)), np.full((8, 129, 40), 0.125)
+    fig = masks_figure(mix_db, masks, sample_rate=16000, seconds_per_column=0.1, title="song", input_sample_rate=44100)
+    axes = [a for a in fig.axes if a.get_ylabel().endswith("Hz")]  # not the colour bars
+    assert len(axes) == 9  # the spectrogram and the 8 masks, frequency in Hz
+    assert axes[0].get_ylim() == (0.0, 8000.0) and axes[-1].get_xlabel() == "time (s)"
+    assert "shows 0–8,000 Hz of the input's 0–22,050 Hz" in axes[0].get_title()
+    fig = masks_figure(mix_db, masks, sample_rate=16000, seconds_per_column=0.1, title="song", input_sample_rate=16000)
+    assert fig.axes[0].get_title() == "song"
+
+
+def test_plots_leave_the_session_matplotlib_alone(tmp_path):
+    """Drawing writes PNGs without importing pyplot or switching the backend a user's session chose."""
+    code = f"""
+import sys, matplotlib
+matplotlib.use("svg")
+import numpy as np
+from trackformer.plots import plot_evaluation, plot_masks
+plot_masks(np.zeros((5, 4)), np.full((2, 5, 4), 0.5), sample_rate=8000, seconds_per_column=0.5,
+           path={str(tmp_path / "m.png")!r})
+plot_evaluation({{2: {{"one_to_one_sisnri": [1.0, 2.0], "mixit_sisnri": [2.0, 3.0]}}}}, {str(tmp_path / "e.png")!r})
+print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "False"]
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "e.png").stat().st_size > 1000

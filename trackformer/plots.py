@@ -23,10 +23,17 @@ def _save(fig, path: str, dpi: int) -> str:
 
 def plot_masks(mix_db: np.ndarray, masks: np.ndarray, *, sample_rate: int, seconds_per_column: float, path: str,
                title: str = "", input_sample_rate: int | None = None) -> str:
+    """Writes :func:`masks_figure` to ``path`` and returns it."""
+    fig = masks_figure(mix_db, masks, sample_rate=sample_rate, seconds_per_column=seconds_per_column, title=title,
+                       input_sample_rate=input_sample_rate)
+    return _save(fig, path, dpi=80)
+
+
+def masks_figure(mix_db: np.ndarray, masks: np.ndarray, *, sample_rate: int, seconds_per_column: float,
+                 title: str = "", input_sample_rate: int | None = None):
     """Mixture spectrogram (dB, (F, W)) above the M masks ((M, F, W), values in [0, 1]); time in seconds,
     frequency in Hz up to ``sample_rate / 2`` (the rate the masks were computed at). When the input's rate
-    ``input_sample_rate`` is higher, the title says which part of its bandwidth the picture shows. Writes
-    ``path`` and returns it."""
+    ``input_sample_rate`` is higher, the title says which part of its bandwidth the picture shows."""
     mix_db, masks = np.asarray(mix_db), np.asarray(masks)
     if mix_db.ndim != 2 or masks.ndim != 3 or masks.shape[1:] != mix_db.shape:
         raise ValueError(f"plot_masks needs mix_db (F, W) and masks (M, F, W), got {mix_db.shape} and {masks.shape}")
@@ -52,7 +59,7 @@ def plot_masks(mix_db: np.ndarray, masks: np.ndarray, *, sample_rate: int, secon
     if title:
         axes[0].set_title(title)
     fig.tight_layout()
-    return _save(fig, path, dpi=80)
+    return fig
 
 
 def plot_evaluation(by_active: dict, path: str, title: str = "") -> str:
