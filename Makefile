@@ -11,10 +11,11 @@ PYTEST_ARGS ?=
 .PHONY: install install-dev build test test-fast gpu-test demo bench-check lint package-check clean
 
 # The venv, the pinned runtime requirements and an editable install with the compiled extension.
-$(STAMP): requirements.txt pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h csrc/*.h)
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip "setuptools>=77" wheel
 	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -r requirements-nodeps.txt
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
