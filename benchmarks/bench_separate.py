@@ -7,9 +7,10 @@ Each song (a generated 44.1 kHz stereo 16-bit WAV: tones, chords and noise burst
 not change its speed) is separated by a fresh child process running what ``trackformer separate`` runs
 (:func:`trackformer.separate.separate_file`: streamed 16-bit WAV stems, masks.png, separation.json), so its
 peak resident memory (``ru_maxrss`` of that process, read at its end) is the whole cost of separating that song,
-from Python's start to the last file. Reported per song: model load time, separation time, seconds per minute of audio,
-real-time factor (audio seconds per second of work), peak RSS. Targets on a 2-core CPU (issue 11 §5): ≥ 10×
-real time, peak RSS ≤ 1.5 GB for a 10-minute song.
+from Python's start to the last file. Reported per song: model load time, separation time, seconds per minute of
+audio, real-time factor (audio seconds per second of work), CPU seconds per minute (what the separation costs
+whatever else the machine runs: on an idle machine the wall time is at least that divided by the threads), peak
+RSS. Targets on a 2-core CPU (issue 11 §5): ≥ 10× real time, peak RSS ≤ 1.5 GB for a 10-minute song.
 """
 
 import argparse
@@ -57,6 +58,12 @@ def write_song(path: str, minutes: float, seed: int = 0) -> None:
             writer.write((x + noise).astype(np.float32))
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(args) -> int:
     """Runs in the measured process: load the model, separate one song, print the times as JSON."""
     t0 = time.perf_counter()
@@ -69,13 +76,14 @@ def child(args) -> int:
         torch.set_num_threads(args.threads)
     model, info = load_separator(checkpoint_path(args.checkpoint), torch.device("cpu"))
     chunk, overlap = resolve_window(info, args.chunk_seconds, args.overlap)
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), _cpu_seconds()
     separate_file(model, args.song, args.out, chunk_seconds=chunk, overlap_seconds=overlap)
-    t2 = time.perf_counter()
+    t2, cpu2 = time.perf_counter(), _cpu_seconds()
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
-    print(json.dumps(dict(load_s=t1 - t0, separate_s=t2 - t1, peak_rss_gb=peak_gb, chunk_seconds=chunk,
-                          overlap_seconds=overlap, threads=torch.get_num_threads(), model=info.get("name"),
-                          model_config=info.get("model_config"), model_sample_rate=info.get("sample_rate"))))
+    print(json.dumps(dict(load_s=t1 - t0, separate_s=t2 - t1, separate_cpu_s=cpu2 - cpu1, peak_rss_gb=peak_gb,
+                          chunk_seconds=chunk, overlap_seconds=overlap, threads=torch.get_num_threads(),
+                          model=info.get("name"), model_config=info.get("model_config"),
+                          model_sample_rate=info.get("sample_rate"))))
     return 0
 
 
@@ -93,7 +101,8 @@ def measure(args, minutes: float, folder: str) -> dict:
     times = json.loads(done.stdout.strip().splitlines()[-1])
     os.remove(song)
     return dict(minutes=minutes, **times, seconds_per_minute=times["separate_s"] / minutes,
-                realtime_factor=minutes * 60 / times["separate_s"])
+                realtime_factor=minutes * 60 / times["separate_s"],
+                cpu_seconds_per_minute=times["separate_cpu_s"] / minutes)
 
 
 def main(argv=None) -> int:
@@ -125,8 +134,9 @@ def main(argv=None) -> int:
                   f"({row['seconds_per_minute']:.2f} s per minute, {row['realtime_factor']:.1f}x real time, target "
                   f"{TARGET_SPEED:g}x: {speed_ok}); peak RSS {row['peak_rss_gb']:.2f} GB (target "
                   f"{TARGET_RSS_GB} GB: {rss_ok}); model load {row['load_s']:.1f} s; window "
-                  f"{row['chunk_seconds']:g} s, overlap {row['overlap_seconds']:g} s, {row['threads']} threads",
-                  flush=True)
+                  f"{row['chunk_seconds']:g} s, overlap {row['overlap_seconds']:g} s, {row['threads']} threads; "
+                  f"{row['cpu_seconds_per_minute']:.1f} CPU-s per minute (on a busy machine, wall time ≥ that / "
+                  f"{row['threads']} when idle)", flush=True)
             if args.json:
                 write_json(args.json, result)
     print(result["card"])

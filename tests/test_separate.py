@@ -456,3 +456,25 @@ print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["svg", "False"]
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "e.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_bench_separate_runs_and_reports(tmp_path):
+    """benchmarks/bench_separate.py on a 1.2-second song: speed, CPU time and peak RSS of a fresh process."""
+    import subprocess
+    import sys
+
+    ckpt = write_checkpoint(tmp_path / "tiny.pt", tiny_performer(sample_rate=44100), segment_seconds=0.5)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                          "bench_separate.py")
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, script, "--checkpoint", ckpt, "--minutes", "0.02", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["minutes"] == 0.02 and row["separate_s"] > 0 and 0.1 < row["peak_rss_gb"] < 8
+    assert row["realtime_factor"] == pytest.approx(1.2 / row["separate_s"])
+    assert "x real time" in done.stdout and "peak RSS" in done.stdout
+    done = subprocess.run([sys.executable, script, "--checkpoint", str(tmp_path / "none.pt")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0 and "checkpoint not found" in done.stderr
