@@ -1,36 +1,41 @@
 #!/usr/bin/env bash
-# The one script a session with a lent GPU runs, from the repository root:
+# The one script a session with a lent GPU runs, from the repository root (see benchmarks/README.md):
 #
-#   bash benchmarks/gpu_check.sh                       # on the GPU machine; results in $OUT
-#   OUT=/tmp/x DRY_RUN_CPU=1 bash benchmarks/gpu_check.sh   # local dry run: every step that works on a CPU
+#   ../shared/tools/fetch_gpu_wheels.sh .whl            # here, once: the wheels the GPU image lacks
+#   bash benchmarks/gpu_check.sh                        # on the GPU machine, carrying .whl; results in $OUT
+#   OUT=/tmp/x DRY_RUN_CPU=1 bash benchmarks/gpu_check.sh   # local rehearsal: every step that works on a CPU
 #
-# Steps (each with a `timeout`, its status, seconds and log recorded; a failed step never stops the script):
-#   environment   python, torch, CUDA, triton versions
-#   nvidia-smi    the card (skipped in a dry run)
-#   wheels        pip install --no-index --no-deps --target WORK/site .whl/*.whl, if .whl/ holds wheels
-#                 (benchmark-only anchors from shared/tools/fetch_gpu_wheels.sh; soundfile + cffi + pycparser
-#                 for the tests that read audio: the GPU image lacks them), then PYTHONPATH=WORK/site
-#   build         FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 python setup.py build_ext into WORK/build (CPU-only
-#                 extension in a dry run), so the working tree is never written to
-#   import        `trackformer` from a package shim WORK/pkg/trackformer: symlinks to every entry of
-#                 trackformer/, plus kernels -> ../kernels (what setup.py's package_dir does when installed)
-#                 and the freshly built _C; PYTHONPATH=WORK/pkg. Python commands run from WORK so the
-#                 repository root (which holds a trackformer/ without kernels/) is not on sys.path.
-#   gpu-tests     pytest -m gpu over tests/ (the package imported from the shim first)
-#   convtasnet-parity  our ConvTasNet vs torchaudio's (installed on the GPU image) with the same weights
-#   benchmarks    benchmarks/run_all.py --quick (attention, mixit, training, training_v100) with what is left
-#   readme-table  benchmarks/readme_table.py: the README results table and plot
-#   report        $OUT/gpu_report.md and $OUT/gpu_report.json (steps + all benchmark results)
-# Output in $OUT (default /tmp/gpu_check_out): gpu_report.md, gpu_report.json, gpu_check.log (every step's
-# log), readme_table.md, results_plot.png. The whole run stays under GPU_CHECK_BUDGET_S (default 470 s).
+# Steps (each under `timeout` in its own process group, its status, seconds and log recorded; a failed step
+# never stops the others, except a carried wheel that does not import, which ends the run at once):
+#   environment     python, torch, CUDA, numpy, triton versions, the card
+#   nvidia-smi      the card (skipped in a dry run)
+#   toolchain       nvcc and ninja versions, CUDA_HOME; fails on a CUDA major version other than torch's
+#   wheels          pip install --no-index --no-deps --target WORK/site .whl/*.whl, then every carried package
+#                   must import (gpu_check_steps.py wheels); missing .whl or a failed import ends the run early
+#   build           FORCE_CUDA=1 setup.py build_ext into WORK/build for the card's architecture (CPU-only in a dry
+#                   run), in the background, never writing the working tree ...
+#   favor-tests     ... while pytest -m gpu runs tests/test_favor_*.py (Triton only: no _C needed)
+#   ops             the package shim WORK/pkg/trackformer (symlinks to trackformer/*, kernels -> ../kernels, the
+#                   new _C) imports, and every MixIT op has CPU, Meta and CUDA kernels registered
+#   gpu-tests       pytest -m gpu over the other test files (tests get ~300 s in all, 150 s per test at most)
+#   convtasnet-parity  ours vs torchaudio's ConvTasNet; fails (not skips) when torchaudio imports
+#   profile-favor, profile-mixit   per-kernel time tables (benchmarks/profile_op.py --torch-profiler)
+#   benchmarks      benchmarks/run_all.py --quick with what is left of the budget (slowest anchor rows last)
+#   readme-table    benchmarks/readme_table.py: the README results table and plot
+#   orphans         no process started by this run is left running
+# Every Python process gets Triton's autotuning cached and printed (TRITON_CACHE_AUTOTUNING=1,
+# TRITON_PRINT_AUTOTUNING=1) and cheap (benchmarks/gpu_check_site/sitecustomize.py: do_bench 5 + 20 ms).
+# Output, flat, in $OUT (default /tmp/gpu_check_out): gpu_report.md, gpu_report.json, gpu_check.log (every step's
+# log), readme_table.md, results_plot.png. The whole run stays under GPU_CHECK_BUDGET_S (default 530 s).
 # Exit status: 0 when every step is ok (or skipped for a stated reason), 1 otherwise.
 set -u -o pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-/tmp/gpu_check_out}
 DRY=${DRY_RUN_CPU:-0}
-BUDGET=${GPU_CHECK_BUDGET_S:-470}
-RESERVE=25  # seconds kept for readme-table and report
+BUDGET=${GPU_CHECK_BUDGET_S:-530}
+TESTS_S=${GPU_CHECK_TESTS_S:-300}  # both pytest steps together
+RESERVE=25  # seconds kept for readme-table and the report
 START=$(date +%s)
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)  # absolute: the steps run from $WORK
 WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)
@@ -41,135 +46,216 @@ STEPS="$WORK/steps.tsv"
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
 elif [ "$DRY" = 1 ] && [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python
 else PY=python3; fi
+[[ $PY == */* ]] && PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")  # the steps run from $WORK
 if [ "$DRY" = 1 ]; then DEVICE=cpu; else DEVICE=cuda; fi
-export PYTHONUNBUFFERED=1
+STEPS_PY="$REPO/benchmarks/gpu_check_steps.py"
+export PYTHONUNBUFFERED=1 TRITON_CACHE_AUTOTUNING=1 TRITON_PRINT_AUTOTUNING=1
+export TRITON_CACHE_DIR="$WORK/triton-cache" TORCHINDUCTOR_CACHE_DIR="$WORK/inductor-cache"
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
+[ -n "${CUDA_HOME:-}" ] && export PATH="$CUDA_HOME/bin:$PATH"
 
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 
-# record NAME STATUS SECONDS
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$WORK/$1.log" >>"$STEPS"; echo "gpu_check: $1: $2 (${3} s)"; }
-
-# step NAME LIMIT_S CMD...: runs CMD under `timeout`, never longer than the budget allows, from $WORK.
-step() {
-  local name=$1 limit=$2 t s rc status
-  shift 2
-  t=$(($(left) - RESERVE))
-  [ "$t" -gt "$limit" ] && t=$limit
-  {
-    echo
-    echo "===== $name (timeout ${t} s): $*"
-  } >>"$LOG"
-  if [ "$t" -lt 5 ]; then
-    echo "skipped: time budget spent" >"$WORK/$name.log"
-    cat "$WORK/$name.log" >>"$LOG"
-    record "$name" "skipped: time budget spent" 0
-    return 1
+# record NAME STATUS SECONDS: a failed step's status carries its log's last "gpu_check: ..." line, if any.
+record() {
+  local status=$2 why
+  if [[ $status == failed* ]]; then
+    why=$(grep '^gpu_check: ' "$WORK/$1.log" 2>/dev/null | tail -1 | sed 's/^gpu_check: //' | tr '\t' ' ')
+    [ -n "$why" ] && status="$status: $why"
   fi
-  s=$(date +%s)
-  (cd "$WORK" && timeout -k 10 "$t" "$@") >"$WORK/$name.log" 2>&1
-  rc=$?
-  cat "$WORK/$name.log" >>"$LOG"
-  case $rc in
-    0) status=ok ;;
-    124 | 137) status="timeout after ${t} s" ;;
-    *) status="failed (exit $rc)" ;;
-  esac
-  record "$name" "$status" $(($(date +%s) - s))
-  return $rc
+  printf '%s\t%s\t%s\t%s\n' "$1" "$status" "$3" "$WORK/$1.log" >>"$STEPS"
+  echo "gpu_check: $1: $status (${3} s)"
 }
 
 skip() { echo "skipped: $2" >"$WORK/$1.log"; printf '\n===== %s: skipped: %s\n' "$1" "$2" >>"$LOG"; record "$1" "skipped: $2" 0; }
 
-# --- environment -------------------------------------------------------------------------------------------
-step environment 60 "$PY" -c "
-import sys, torch
-print('python', sys.version.split()[0], sys.executable)
-print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
-if torch.cuda.is_available():
-    p = torch.cuda.get_device_properties(0)
-    print('device', p.name, round(p.total_memory / 2**30, 1), 'GiB', p.multi_processor_count, 'SMs')
-try:
-    import triton; print('triton', triton.__version__)
-except ImportError as e:
-    print('triton missing:', e)
-"
+# limit NAME LIMIT_S: the step's timeout, never past the budget (0 when too little is left).
+limit() {
+  local t
+  t=$(($(left) - RESERVE))
+  [ "$t" -gt "$2" ] && t=$2
+  [ "$t" -lt 5 ] && t=0
+  echo "$t"
+}
 
+# status RC LIMIT: the step table's words for an exit code (77: skipped, the log's last line says why).
+status_of() {
+  case $1 in
+    0) echo ok ;;
+    77) echo "skipped: $(tail -1 "$WORK/$3.log" | tr '\t' ' ')" ;;
+    124 | 137) echo "timeout after ${2} s" ;;
+    *) echo "failed (exit $1)" ;;
+  esac
+}
+
+# step NAME LIMIT_S CMD...: runs CMD from $WORK under `timeout` (its own process group, killed whole: TERM, then
+# KILL 15 s later), never longer than the budget allows. Returns CMD's exit code.
+step() {
+  local name=$1 t s rc
+  t=$(limit "$1" "$2")
+  shift 2
+  printf '\n===== %s (timeout %s s): %s\n' "$name" "$t" "$*" >>"$LOG"
+  if [ "$t" = 0 ]; then
+    echo "skipped: time budget spent" >"$WORK/$name.log"
+    record "$name" "skipped: time budget spent" 0
+    return 1
+  fi
+  s=$(date +%s)
+  (cd "$WORK" && timeout -k 15 "$t" "$@") >"$WORK/$name.log" 2>&1
+  rc=$?
+  cat "$WORK/$name.log" >>"$LOG"
+  record "$name" "$(status_of $rc "$t" "$name")" $(($(date +%s) - s))
+  return $rc
+}
+
+# start NAME LIMIT_S CMD... / finish NAME: the same, in the background (one at a time).
+BG_PID= BG_NAME= BG_START= BG_LIMIT=
+start() {
+  BG_NAME=$1 BG_LIMIT=$(limit "$1" "$2") BG_START=$(date +%s)
+  shift 2
+  printf '\n===== %s (background, timeout %s s): %s\n' "$BG_NAME" "$BG_LIMIT" "$*" >>"$WORK/bg-header.log"
+  (cd "$WORK" && exec timeout -k 15 "$BG_LIMIT" "$@") >"$WORK/$BG_NAME.log" 2>&1 &
+  BG_PID=$!
+}
+finish() {
+  local rc
+  wait "$BG_PID"
+  rc=$?
+  cat "$WORK/bg-header.log" "$WORK/$BG_NAME.log" >>"$LOG"
+  : >"$WORK/bg-header.log"
+  record "$BG_NAME" "$(status_of $rc "$BG_LIMIT" "$BG_NAME")" $(($(date +%s) - BG_START))
+  BG_PID=
+  return $rc
+}
+# If this script is stopped, its background step goes with it (timeout passes the signal to its group).
+trap '[ -n "$BG_PID" ] && kill -TERM "$BG_PID" 2>/dev/null' EXIT
+trap 'exit 143' TERM INT
+
+# report: gpu_report.md/.json from the step table and whatever benchmarks wrote; the last resort is the table.
+report() {
+  local rc
+  (cd "$WORK" && timeout 30 "$PY" "$REPO/benchmarks/report.py" --steps "$STEPS" --results "$WORK/bench/results.json" \
+    --gpu-report "$OUT" --show-logs toolchain,wheels,ops,profile-favor,profile-mixit) >>"$LOG" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    { echo "# gpu_check report (report.py failed, exit $rc; see gpu_check.log)"; echo
+      echo '| step | status | seconds |'; echo '|---|---|---|'
+      awk -F'\t' '{print "| " $1 " | " $2 " | " $3 " |"}' "$STEPS"; } >"$OUT/gpu_report.md"
+  fi
+  return $rc
+}
+
+# finish_run: the report, the flat-output check, the exit status.
+finish_run() {
+  local rc bad extra
+  report
+  rc=$?
+  extra=
+  if [ -n "$(find "$OUT" -mindepth 1 -type d)" ] || [ "$(find "$OUT" -mindepth 1 | wc -l)" -gt 8 ]; then
+    extra=$(find "$OUT" -mindepth 1 | tr '\n' ' ')
+    echo "gpu_check: $OUT must hold at most 8 flat files, it holds: $extra" | tee -a "$LOG"
+  fi
+  echo "gpu_check: $(($(date +%s) - START)) s in all; report in $OUT/gpu_report.md"
+  head -40 "$OUT/gpu_report.md"
+  bad=$(awk -F'\t' '$2 != "ok" && ($2 !~ /^skipped: / || $2 ~ /^skipped: time budget/) {print $1}' "$STEPS")
+  if [ "$DRY" != 1 ]; then rm -rf "$WORK"; else echo "gpu_check: dry-run work folder kept: $WORK"; fi
+  if [ $rc -ne 0 ] || [ -n "$bad" ] || [ -n "$extra" ]; then
+    echo "gpu_check: not ok: ${bad//$'\n'/ }"
+    exit 1
+  fi
+  exit 0
+}
+
+# --- environment -------------------------------------------------------------------------------------------
+step environment 60 "$PY" "$STEPS_PY" environment
 if [ "$DRY" = 1 ]; then skip nvidia-smi "DRY_RUN_CPU"
 elif command -v nvidia-smi >/dev/null; then step nvidia-smi 20 nvidia-smi
 else skip nvidia-smi "nvidia-smi not on PATH"; fi
+step toolchain 30 "$PY" "$STEPS_PY" toolchain
 
-# --- carried wheels ----------------------------------------------------------------------------------------
-export PYTHONPATH="$WORK/pkg${PYTHONPATH:+:$PYTHONPATH}"
+# --- carried wheels: without them 10 test modules fail at collection, so a missing one ends the run now -------
 if [ "$DRY" = 1 ]; then
-  skip wheels "DRY_RUN_CPU (carried wheels target the GPU image's Python 3.12; this venv has its own packages)"
+  step wheels 60 "$PY" "$STEPS_PY" wheels --dry-run
 elif compgen -G "$REPO/.whl/*.whl" >/dev/null; then
-  step wheels 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" \
-    "$REPO"/.whl/*.whl && export PYTHONPATH="$PYTHONPATH:$WORK/site"
+  step wheels 120 bash -c "'$PY' -m pip install -q --no-index --no-deps --no-compile --target '$WORK/site' \
+    '$REPO'/.whl/*.whl && PYTHONPATH='$WORK/site' '$PY' '$STEPS_PY' wheels"
 else
-  skip wheels "no .whl/*.whl in the working tree (anchors needing performer-pytorch/asteroid will skip)"
+  echo "gpu_check: no .whl/*.whl in the working tree: run ../shared/tools/fetch_gpu_wheels.sh .whl and carry .whl" \
+    >"$WORK/wheels.log"
+  cat "$WORK/wheels.log" >>"$LOG"
+  record wheels "failed (exit 1)" 0
 fi
-
-# --- build the extension against this machine's torch --------------------------------------------------------
-if [ "$DRY" = 1 ]; then BUILD_ENV=(env FORCE_CUDA=0)
-else BUILD_ENV=(env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"); fi
-step build 180 bash -c "cd '$REPO' && ${BUILD_ENV[*]} '$PY' setup.py -q build_ext \
-  --build-lib '$WORK/build' --build-temp '$WORK/build-tmp'"
-
-# --- package shim: trackformer + trackformer.kernels + the new _C, without installing -------------------------
+if [ "$(awk -F'\t' '$1 == "wheels" {print $2}' "$STEPS")" != ok ]; then
+  echo "gpu_check: the carried wheels are not usable; ending the run early (fix .whl and run again)"
+  finish_run
+fi
+[ "$DRY" = 1 ] || export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+# The package shim first (trackformer + trackformer.kernels + the new _C, without installing), then the
+# cheap-autotuning sitecustomize.
+export PYTHONPATH="$WORK/pkg:$REPO/benchmarks/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$WORK/pkg/trackformer"
 for entry in "$REPO"/trackformer/*; do
   case $(basename "$entry") in __pycache__ | _C.*.so | kernels) continue ;; esac
   ln -s "$entry" "$WORK/pkg/trackformer/"
 done
 ln -s "$REPO/kernels" "$WORK/pkg/trackformer/kernels"
+
+# --- build the extension in the background while the Triton tests run ------------------------------------------
+if [ "$DRY" = 1 ]; then BUILD_ENV="FORCE_CUDA=0"
+else
+  ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' ')
+  BUILD_ENV="FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-${ARCH:-9.0}} MAX_JOBS=${MAX_JOBS:-8}"
+fi
+start build 240 bash -c "cd '$REPO' && env $BUILD_ENV '$PY' setup.py -q build_ext --build-lib '$WORK/build' \
+  --build-temp '$WORK/build-tmp'"
+PYTEST=("$PY" "$STEPS_PY" pytest --timeout 150 -- -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml"
+  --continue-on-collection-errors)
+step favor-tests $((TESTS_S * 2 / 3)) "${PYTEST[@]}" -m gpu "$REPO"/tests/test_favor_*.py
+finish build
 for so in "$WORK"/build/trackformer/_C.*.so; do [ -e "$so" ] && ln -s "$so" "$WORK/pkg/trackformer/"; done
-step import 60 "$PY" -c "
-import torch, trackformer, trackformer.kernels
-from trackformer import _ext
-_ext.ops()
-print('trackformer from', trackformer.__file__, '| kernels from', trackformer.kernels.__file__)
-for op in sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith('trackformer::')):
-    print(op, 'CUDA kernel:', torch._C._dispatch_has_kernel_for_dispatch_key(op, 'CUDA'))
-"
+if [ "$DRY" = 1 ]; then step ops 60 "$PY" "$STEPS_PY" ops --dry-run; else step ops 60 "$PY" "$STEPS_PY" ops; fi
 
-# --- GPU tests -----------------------------------------------------------------------------------------------
-# pytest puts the repository root (the root conftest.py's folder) first on sys.path, where trackformer/ has no
-# kernels/ and no CUDA _C: import the package from the shim before pytest starts, so sys.modules keeps the shim's.
-PYTEST_VIA_SHIM="import sys, torch, trackformer, trackformer.kernels, trackformer.mixit, pytest; \
-sys.exit(pytest.main(sys.argv[1:]))"
-step gpu-tests 200 "$PY" -c "$PYTEST_VIA_SHIM" "$REPO/tests" -m gpu -q -p no:cacheprovider --rootdir "$REPO" \
-  -c "$REPO/pyproject.toml" --continue-on-collection-errors
-# The GPU image has torchaudio: check our ConvTasNet against torchaudio's with the same weights.
-step convtasnet-parity 60 "$PY" -c "$PYTEST_VIA_SHIM" "$REPO/tests/test_convtasnet.py" -k torchaudio -q -rs \
-  -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml"
+# --- the other GPU tests, then the torchaudio parity ------------------------------------------------------------
+rest=$((TESTS_S - $(awk -F'\t' '$1 == "favor-tests" {print $3}' "$STEPS")))
+[ "$rest" -lt 120 ] && rest=120
+step gpu-tests "$rest" "${PYTEST[@]}" -m gpu "$REPO/tests" --ignore-glob='*/test_favor_*.py'
+step convtasnet-parity 60 "$PY" "$STEPS_PY" pytest --require-module torchaudio -- -q -rs -p no:cacheprovider \
+  --rootdir "$REPO" -c "$REPO/pyproject.toml" "$REPO/tests/test_convtasnet.py" -k torchaudio
 
-# --- benchmarks ----------------------------------------------------------------------------------------------
-bench_budget=$(($(left) - RESERVE - 10))
+# --- diagnostics: per-kernel time tables --------------------------------------------------------------------
+if [ "$DRY" = 1 ]; then
+  FAVOR_SHAPE="B=1,H=2,L=517,D=64,m=64" MIXIT_SHAPE="B=2,T=44100" DTYPE=fp32
+else
+  FAVOR_SHAPE="L=5168" MIXIT_SHAPE="T=1323000" DTYPE=bf16
+fi
+step profile-favor 45 "$PY" "$REPO/benchmarks/profile_op.py" favor_attention --device "$DEVICE" --shape "$FAVOR_SHAPE" \
+  --dtype "$DTYPE" --warmup 2 --iters 3 --torch-profiler "$WORK/favor_trace.json"
+step profile-mixit 30 "$PY" "$REPO/benchmarks/profile_op.py" mixit_loss --device "$DEVICE" --shape "$MIXIT_SHAPE" \
+  --dtype fp32 --warmup 2 --iters 3 --torch-profiler "$WORK/mixit_trace.json"
+
+# --- benchmarks (run_all kills a suite's whole process group on timeout or when stopped) ------------------------
 step benchmarks 600 "$PY" "$REPO/benchmarks/run_all.py" --device "$DEVICE" --quick --out-dir "$WORK/bench" \
-  --log-dir "$WORK/bench-logs" --budget-s "$bench_budget"
+  --log-dir "$WORK/bench-logs" --budget-s $(($(left) - RESERVE - 20))
 for f in "$WORK"/bench-logs/*.log; do [ -e "$f" ] && printf '\n----- %s\n' "$f" >>"$LOG" && cat "$f" >>"$LOG"; done
 
-# --- README table + plot, then the report (always) -----------------------------------------------------------
+# --- README table + plot, leftovers, then the report (always) ---------------------------------------------------
+RESERVE=5
 if [ -f "$WORK/bench/results.json" ]; then
-  RESERVE=0 step readme-table 20 "$PY" "$REPO/benchmarks/readme_table.py" "$WORK/bench/results.json" \
+  step readme-table 20 "$PY" "$REPO/benchmarks/readme_table.py" "$WORK/bench/results.json" \
     --plot "$OUT/results_plot.png" --output "$OUT/readme_table.md"
 else
   skip readme-table "no benchmarks/results.json"
 fi
+left_over=$(pgrep -f -- "$WORK/" | grep -v -x -e "$$" || true)
+if [ -n "$left_over" ]; then
+  { echo "gpu_check: processes of this run still running (killed now):"; ps -o pid,pgid,etime,args -p "${left_over//$'\n'/,}"; } \
+    >"$WORK/orphans.log" 2>&1
+  kill -KILL $left_over 2>/dev/null
+  cat "$WORK/orphans.log" >>"$LOG"
+  record orphans "failed (exit 1)" 0
+else
+  echo "none" >"$WORK/orphans.log"
+  record orphans ok 0
+fi
 RESERVE=0
-(cd "$WORK" && "$PY" "$REPO/benchmarks/report.py" --steps "$STEPS" --results "$WORK/bench/results.json" \
-  --gpu-report "$OUT") >>"$LOG" 2>&1
-rc=$?
-if [ $rc -ne 0 ]; then
-  # Last resort: the step table alone, so the run is never silent.
-  { echo "# gpu_check report (report.py failed, exit $rc; see gpu_check.log)"; echo
-    echo '| step | status | seconds |'; echo '|---|---|---|'
-    awk -F'\t' '{print "| " $1 " | " $2 " | " $3 " |"}' "$STEPS"; } >"$OUT/gpu_report.md"
-fi
-echo "gpu_check: $(($(date +%s) - START)) s in all; report in $OUT/gpu_report.md"
-cat "$OUT/gpu_report.md" | head -40
-if [ "$DRY" != 1 ]; then rm -rf "$WORK"; else echo "gpu_check: dry-run work folder kept: $WORK"; fi
-if [ $rc -ne 0 ] || awk -F'\t' '$2 != "ok" && $2 !~ /^skipped: (DRY_RUN_CPU|no \.whl)/ {bad=1} END {exit !bad}' "$STEPS"; then
-  exit 1
-fi
-exit 0
+finish_run

@@ -19,7 +19,7 @@ import readme_table  # noqa: E402
 import report  # noqa: E402
 import run_all  # noqa: E402
 
-ANCHORS_MD = "/work/shared/ANCHORS.md"
+ANCHORS_MD = os.path.join(os.path.dirname(os.path.dirname(BENCH)), "shared", "ANCHORS.md")
 
 
 # ----------------------------------------------------------------------------------------------------- anchors
@@ -179,7 +179,9 @@ def test_out_of_memory_is_recorded_and_larger_segments_skipped(tmp_path, monkeyp
     status = {(r["impl"], r["segment_s"]): r["status"] for r in rows}
     assert status == {("performer", 0.1): "ok", ("convtasnet", 0.1): "oom", ("performer", 0.2): "ok",
                       ("convtasnet", 0.2): "oom"}
-    assert "skipped" in rows[-1]["note"] and "error" not in rows[1]
+    assert [(r["impl"], r["segment_s"]) for r in rows] == [("performer", 0.1), ("performer", 0.2), ("convtasnet", 0.1),
+                                                           ("convtasnet", 0.2)]  # ours first, then the anchor
+    assert "skipped" in rows[-1]["note"] and "error" not in rows[2]
 
 
 def test_bench_training_rejects_bad_arguments():
@@ -307,3 +309,83 @@ def test_profile_op_on_cuda_records_kernels(tmp_path):
                             "--iters", "2", "--device", "cuda", "--torch-profiler", str(trace)]) == 0
     events = json.loads(trace.read_text())["traceEvents"]
     assert any(e.get("cat") == "kernel" for e in events)
+
+
+# ------------------------------------------------------------------------------------------- rows and suites
+def test_row_line_prints_case_and_metrics_or_the_reason():
+    from common import row_line
+
+    ok = {"impl": "ours", "status": "ok", "L": 517, "dtype": "bf16", "ms": 1.23456, "peak_mib": None}
+    assert row_line(ok, ("dtype", "L"), (("ms", "{:.2f} ms"), ("peak_mib", "{:.0f} MiB"))).split() == [
+        "ours", "dtype=bf16", "L=517", "1.23", "ms"]
+    skipped = {"impl": "sdpa-flash", "status": "skipped", "L": 5, "note": "fp16/bf16 only"}
+    assert row_line(skipped, ("L",), ()).endswith("L=5  skipped: fp16/bf16 only")
+
+
+def test_suite_fails_only_for_our_errors():
+    from common import suite_exit_code
+
+    assert suite_exit_code({"rows": [{"ours": False, "status": "error"}, {"ours": True, "status": "ok"}]}) == 0
+    assert suite_exit_code({"rows": [{"ours": True, "status": "error"}]}) == 1
+
+
+def test_forced_sdpa_backend_without_a_kernel_is_skipped_with_the_reason():
+    import bench_attention
+
+    row = bench_attention.measure("sdpa-cudnn", length=16, dtype_name="fp32", device="cpu", warmup=0, reps=1)
+    assert row["status"] == "skipped" and row["note"].startswith("sdpa-cudnn has no kernel for these inputs")
+    args = bench_attention.parse_args(["--device", "cpu", "--quick"])
+    order = [impl for _, _, impl in bench_attention.plan(args)]
+    assert order[0] == "ours" and "performer-pytorch-compiled" not in order
+
+
+def test_attention_plan_puts_the_slowest_anchors_last():
+    import types
+
+    import bench_attention
+
+    rows = bench_attention.plan(types.SimpleNamespace(device="cuda", quick=True, impls=list(bench_attention.IMPLS)))
+    first_anchor = next(i for i, r in enumerate(rows) if r[2] != "ours")
+    assert all(r[2] == "ours" for r in rows[:first_anchor]) and len(rows[:first_anchor]) == 4
+    compiled = rows.index(("bf16", 5168, "performer-pytorch-compiled"))
+    assert all(r[1] != 65536 for r in rows[first_anchor:compiled]) and all(r[1] == 65536 for r in rows[compiled + 1:])
+
+
+# ------------------------------------------------------------------------------------------------ gpu_check
+def test_gpu_check_steps_wheels_and_skips(capsys):
+    import gpu_check_steps
+
+    assert gpu_check_steps.main(["wheels", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "soundfile" in out and "einops" in out
+    assert gpu_check_steps.main(["pytest", "--require-module", "no_such_module_xyz", "--", "-q"]) == 77
+    assert gpu_check_steps.main(["ops", "--dry-run"]) == 0
+    assert "trackformer::mixit_stats CPU=yes" in capsys.readouterr().out
+
+
+def test_gpu_check_site_makes_autotuning_cheap():
+    pytest.importorskip("triton")
+    from triton.backends.nvidia.driver import CudaDriver
+
+    before = CudaDriver.get_benchmarker
+    try:
+        import importlib.util
+
+        path = os.path.join(BENCH, "gpu_check_site", "sitecustomize.py")
+        spec = importlib.util.spec_from_file_location("_gpu_check_site", path)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        bench = CudaDriver.get_benchmarker(None)
+        assert bench.keywords == {"warmup": 5, "rep": 20}
+    finally:
+        CudaDriver.get_benchmarker = before
+
+
+def test_gpu_report_shows_diagnostic_logs(tmp_path):
+    log = tmp_path / "ops.log"
+    log.write_text("trackformer::mixit_stats CPU=yes CUDA=yes Meta=yes\n")
+    steps = tmp_path / "steps.tsv"
+    steps.write_text(f"ops\tok\t2\t{log}\n")
+    assert report.main(["--steps", str(steps), "--gpu-report", str(tmp_path), "--show-logs", "ops,profile-favor"]) == 0
+    md = (tmp_path / "gpu_report.md").read_text()
+    assert "## Diagnostics" in md and "mixit_stats CPU=yes CUDA=yes" in md
+    assert json.loads((tmp_path / "gpu_report.json").read_text())["diagnostics"]["ops"].startswith("trackformer::")
