@@ -45,6 +45,16 @@ def test_first_op_call_without_the_extension_says_how_to_build_it():
     assert out.startswith("error: trackformer's compiled extension (trackformer._C") and "make build" in out
 
 
+def test_compiled_loss_loads_the_extension_while_tracing():
+    """torch.compile(fullgraph=True) of the loss before any op ran: _ext.load runs once at trace time."""
+    out = _python("import sys, torch\nfrom trackformer.mixit import mixit_loss\n"
+                  "est, mix = torch.randn(2, 4, 2, 50), torch.randn(2, 2, 2, 50)\n"
+                  "got = torch.compile(mixit_loss, fullgraph=True, backend='eager')(est, mix)\n"
+                  "torch.testing.assert_close(got, mixit_loss(est, mix))\n"
+                  "print('trackformer._C' in sys.modules)")
+    assert out.strip() == "True"
+
+
 @pytest.fixture
 def cpu_only_build(monkeypatch):
     """The loaded _C as a CPU-only build sees it: no CUDA kernel for the trackformer ops."""
