@@ -47,7 +47,7 @@ def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
     divisibility attributes the JIT gives those arguments at run time."""
     io = {"Q", "K", "V", "OUT", "G", "DQ", "DK", "DV"}
     divisible = {"M"}  # m: a multiple of 16 (validated by the op); plus every pointer and element stride
-    ints = {"L", "L_BUCKET", "H", "N_SPLIT", "N_MAX", "TILES_PER_SPLIT", *divisible}
+    ints = {"L", "L_BUCKET", "H", "N_SPLIT", "N_MAX", "N_RB", "TILES_PER_SPLIT", *divisible}
     floats = {"s", "eps"}
     sig, attrs = {}, {}
     for i, name in enumerate(kernel.arg_names):

@@ -119,7 +119,7 @@ def test_outputs_are_poisoned_before_the_kernels_run(monkeypatch):
     monkeypatch.setattr(triton_fwd, "new_output", recording_new_output)
     q, k, v = (torch.randn(1, 1, 70, 16) for _ in range(3))
     out = favor_attention(q, k, v, orthogonal_random_features(48, 16))
-    assert len(allocated) == 11  # 5 partials, S, z, key max, out, row max, denominator
+    assert len(allocated) == 13  # 5 partials, S, z, key max, 2 block sums, out, row max, denominator
     assert all(was_nan for _, was_nan in allocated)
     assert all(torch.isfinite(t).all() for t, _ in allocated)
     assert any(t is out or t.data_ptr() == out.data_ptr() for t, _ in allocated)
@@ -137,6 +137,46 @@ def test_autotune_key_has_a_length_bucket_and_fp32_times_only_unspilled_tiles():
     assert 1 < len(configs) <= 3
     assert [c.kwargs["BLOCK_L"] for c in triton_fwd.keep_configs(configs, "tf32x3")] == [32]
     assert triton_fwd.keep_configs(configs, "tf32") == configs
+
+
+def test_forward_and_backward_take_six_launches_and_no_torch_reductions(monkeypatch):
+    """kv partial, kv reduce, attend; dS partial, dq (+ dS reduce), dk/dv: the split reductions live in the
+    kernels (no torch.sum launches between them)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from trackformer.kernels.favor import triton_bwd
+
+    launches = []
+
+    class Counting:
+        def __init__(self, name, kernel):
+            self.name, self.kernel = name, kernel
+
+        def __getitem__(self, grid):
+            launches.append(self.name)
+            return self.kernel[grid]
+
+    for module in (triton_fwd, triton_bwd):
+        for name in dir(module):
+            if name.endswith("_kernel"):
+                monkeypatch.setattr(module, name, Counting(name, getattr(module, name)))
+
+    class Reductions(TorchDispatchMode):
+        seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.sum, torch.ops.aten.mean):
+                self.seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    q, k, v = (torch.randn(1, 2, 70, 16, requires_grad=True) for _ in range(3))
+    w = orthogonal_random_features(80, 16)
+    with Reductions() as mode:
+        out = favor_attention(q, k, v, w)
+        torch.autograd.grad(out, (q, k, v), torch.ones_like(out))
+    assert launches == ["_kv_partial_kernel", "_kv_reduce_kernel", "_attend_kernel", "_dstate_kernel", "_dq_kernel",
+                        "_dkv_kernel"]
+    assert mode.seen == []
 
 
 def test_float64_is_rejected_on_triton():

@@ -119,8 +119,8 @@ def _favor_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, proje
     fwd, _ = _impl(backend, q)
     w = projection.to(math_dtype(q.dtype)).contiguous()
     with _on_device(q):
-        state_s, state_z, kmax = fwd.kv_state(_rows(k), _rows(v), w, eps=eps)
-        out, qmax, den = fwd.attend(_rows(q), w, state_s, state_z, eps=eps)
+        state_s, state_z, kmax, *extra = fwd.kv_state(_rows(k), _rows(v), w, eps=eps)  # extra: backend's own
+        out, qmax, den = fwd.attend(_rows(q), w, state_s, state_z, *extra, eps=eps)
     return out, state_s, state_z, kmax, qmax, den
 
 

@@ -4,11 +4,12 @@ With g = dout, den_i = φq_i·z: dnum_i = g_i/den_i, dden_i = −(g_i·out_i)/de
 dS = Σ_i φq_iᵀ dnum_i, dz = Σ_i φq_i dden_i, dv_j = dSᵀ φk_j, dφk_j = dS v_j + dz, and through
 φ = e + eps, e_r = exp(s x·w_r − s²‖x‖²/2 − max) (max detached): dx = s (dφ∘e) W − s² x Σ_r dφ_r e_r.
 Launches (float32 math):
-1. ``_dq_kernel``, grid (B·H, Lq-tiles): dq, streaming feature blocks.
-2. ``_dstate_kernel``, grid (B·H, feature blocks, Lq-splits), all m features per block where
+1. ``_dstate_kernel``, grid (B·H, feature blocks, Lq-splits), all m features per block where
    ``state_launch`` allows (q, dout, out read once per tile): φqᵀ = exp((s·W) qᵀ − h − max) + eps (features ×
-   rows), partial dS, dz over the split's query tiles, summed over splits afterwards (deterministic; no
-   atomics).
+   rows), partial dS, dz over the split's query tiles.
+2. ``_dq_kernel``, grid (B·H, max(Lq-tiles, 64-feature blocks)): dq, streaming feature blocks; program
+   (bh, j) for j < the number of feature blocks also sums block j of the dS, dz partials over the splits
+   (deterministic, no atomics, no launch of its own: dq does not need dS).
 3. ``_dkv_kernel``, grid (B·H, Lk-tiles): dk and dv, streaming feature blocks.
 """
 
@@ -42,10 +43,39 @@ def _row_grads(G, OUT, DEN, g_ptrs, out_ptrs, row, mask_l):
 
 @autotune_rows
 @triton.jit(do_not_specialize=["L", "L_BUCKET"])  # one compile for every sequence length
-def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, L, L_BUCKET, M, s, H, G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL,
-               D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, DS_PART, DZ_PART, DS, DZ, L, L_BUCKET, M, N_SPLIT, s, H,
+               G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL, D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
+               INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
+    if tl.program_id(1) * BLOCK_M < M:
+        _sum_splits(DS_PART, DZ_PART, DS, DZ, bh, tl.program_id(1), M, N_SPLIT, D, BLOCK_M)
     row0 = tl.program_id(1) * BLOCK_L
+    if row0 < L:
+        _dq_tile(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, bh, row0, L, M, s, H, G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL, D,
+                 BLOCK_L, BLOCK_M, INPUT_PRECISION)
+
+
+@triton.jit
+def _sum_splits(DS_PART, DZ_PART, DS, DZ, bh, rb, M, N_SPLIT, D: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Feature block rb of head bh's dS and dz: the sum of the N_SPLIT partials of ``_dstate_kernel``."""
+    offs_m = rb * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < M
+    offs_d = tl.arange(0, D)
+    acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
+    acc_z = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for sp in range(N_SPLIT):
+        part = bh * N_SPLIT + sp
+        acc += tl.load(DS_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :], mask=mask_m[:, None],
+                       other=0.0)
+        acc_z += tl.load(DZ_PART + part * M + offs_m, mask=mask_m, other=0.0)
+    tl.store(DS + (bh * M + offs_m[:, None]) * D + offs_d[None, :], acc, mask=mask_m[:, None])
+    tl.store(DZ + bh * M + offs_m, acc_z, mask=mask_m)
+
+
+@triton.jit
+def _dq_tile(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, bh, row0, L, M, s, H, G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL,
+             D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """dq for query rows row0 … row0 + BLOCK_L − 1 of head bh."""
     offs_l = row0 + tl.arange(0, BLOCK_L)
     mask_l = offs_l < L
     offs_d = tl.arange(0, D)
@@ -148,19 +178,21 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     bm = block_m(m)
     s = d ** -0.25
     prec = precision(q.dtype)
-    dq = new_output(q.shape, dtype=q.dtype, device=q.device)
-    _dq_kernel[lambda meta: (b * h, triton.cdiv(lq, meta["BLOCK_L"]))](
-        grad, q, out, w, state_s, state_z, qmax, den, dq, lq, length_bucket(lq), m, s, h, *row_strides(grad),
-        *row_strides(q), D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
     launch = state_launch(m, d, q.dtype)
     n_mb = triton.cdiv(m, launch["BLOCK_M"])
     per_split, n_split = split_rows(lq, launch["BLOCK_L"], b * h * n_mb, q.device)
-    ds_part = new_output((b * h, n_split, m, d), dtype=torch.float32, device=q.device)
-    dz_part = new_output((b * h, n_split, m), dtype=torch.float32, device=q.device)
+    f32 = dict(dtype=torch.float32, device=q.device)
+    ds_part = new_output((b * h, n_split, m, d), **f32)
+    dz_part = new_output((b * h, n_split, m), **f32)
     _dstate_kernel[(b * h, n_mb, n_split)](
         grad, q, out, w, qmax, den, ds_part, dz_part, lq, m, s, eps, per_split, h, *row_strides(grad),
         *row_strides(q), D=d, INPUT_PRECISION=prec, **launch)
-    d_s, d_z = ds_part.sum(dim=1), dz_part.sum(dim=1)
+    dq = new_output(q.shape, dtype=q.dtype, device=q.device)
+    d_s = new_output((b * h, m, d), **f32)
+    d_z = new_output((b * h, m), **f32)
+    _dq_kernel[lambda meta: (b * h, max(triton.cdiv(lq, meta["BLOCK_L"]), triton.cdiv(m, bm)))](
+        grad, q, out, w, state_s, state_z, qmax, den, dq, ds_part, dz_part, d_s, d_z, lq, length_bucket(lq), m,
+        n_split, s, h, *row_strides(grad), *row_strides(q), D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
     dk = new_output(k.shape, dtype=k.dtype, device=k.device)
     dv = new_output(v.shape, dtype=v.dtype, device=v.device)
     _dkv_kernel[lambda meta: (b * h, triton.cdiv(lk, meta["BLOCK_L"]))](

@@ -8,10 +8,10 @@ Three launches, all math in float32 (inputs are converted right after loading):
    Σ v is kept separately for the eps part. Splitting L keeps the GPU busy when B·H is small.
 2. ``_kv_reduce_kernel``, grid (B·H, 64-feature blocks): the global key max over every partial, rescales
    each partial feature by exp(max_r − max), adds eps·Σv and eps·L: S (B·H, m, D), z (B·H, m), key max
-   (B·H).
+   (B·H), and each block's Σ_r S_r, Σ_r z_r for the eps terms of step 3.
 3. ``_attend_kernel``, grid (B·H, L-tiles): per query tile, streams feature blocks with an online row max
    (flash-attention style), out = (Σ_r exp(u_r − h − max) S_r + eps Σ_r S_r) / (Σ_r exp(u_r − h − max) z_r
-   + eps Σ_r z_r); the two eps sums are taken once per (batch, head) beforehand.
+   + eps Σ_r z_r); the two eps sums add up the reduce kernel's per-block sums.
 The m^(-1/2) factor of φ cancels in the ratio and is omitted (as in ``chunked``).
 """
 
@@ -163,12 +163,13 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, 
 
 
 @triton.jit(do_not_specialize=["L", "N_SPLIT", "N_MAX"])  # one compile for every sequence length
-def _kv_reduce_kernel(A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, S, Z, KMAX, L, M, N_SPLIT, N_MAX, eps,
-                      D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr):
+def _kv_reduce_kernel(A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, S, Z, KMAX, SSUM_PART, ZSUM_PART, L, M,
+                      N_SPLIT, N_MAX, eps, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
+    rb = tl.program_id(1)
     offs_p = tl.arange(0, BLOCK_P)
     gmax = tl.max(tl.load(MAX_PART + bh * N_MAX + offs_p, mask=offs_p < N_MAX, other=float("-inf")), axis=0)
-    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = rb * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < M
     offs_d = tl.arange(0, D)
     acc = tl.zeros((BLOCK_M, D), dtype=tl.float32)
@@ -181,15 +182,21 @@ def _kv_reduce_kernel(A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, S, Z, KMAX
                                         mask=mask_m[:, None], other=0.0)
         acc_z += scale * tl.load(Z_PART + part * M + offs_m, mask=mask_m, other=0.0)
         vsum += tl.load(VSUM_PART + part * D + offs_d)
-    tl.store(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], acc + eps * vsum[None, :], mask=mask_m[:, None])
-    tl.store(Z + bh * M + offs_m, acc_z + eps * L, mask=mask_m)
-    if tl.program_id(1) == 0:
+    acc = tl.where(mask_m[:, None], acc + eps * vsum[None, :], 0.0)
+    acc_z = tl.where(mask_m, acc_z + eps * L, 0.0)
+    tl.store(S + (bh * M + offs_m[:, None]) * D + offs_d[None, :], acc, mask=mask_m[:, None])
+    tl.store(Z + bh * M + offs_m, acc_z, mask=mask_m)
+    # this block's Σ_r S_r and Σ_r z_r (the attend kernel's eps terms add the blocks up)
+    tl.store(SSUM_PART + (bh * tl.num_programs(1) + rb) * D + offs_d, tl.sum(acc, axis=0))
+    tl.store(ZSUM_PART + bh * tl.num_programs(1) + rb, tl.sum(acc_z, axis=0))
+    if rb == 0:
         tl.store(KMAX + bh, gmax)
 
 
 @autotune_rows
 @triton.jit(do_not_specialize=["L", "L_BUCKET"])  # one compile for every sequence length
-def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, L_BUCKET, M, s, eps, H, Q_SB, Q_SH, Q_SL,
+def _attend_kernel(Q, W, S, Z, SSUM_PART, ZSUM_PART, OUT, QMAX, DEN, L, L_BUCKET, M, N_RB, s, eps, H,
+                   Q_SB, Q_SH, Q_SL,
                    D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     row0 = tl.program_id(1) * BLOCK_L
@@ -213,8 +220,13 @@ def _attend_kernel(Q, W, S, Z, S_SUM, Z_SUM, OUT, QMAX, DEN, L, L_BUCKET, M, s, 
         num = num * alpha[:, None] + tl.dot(p, sb, input_precision=INPUT_PRECISION)
         den = den * alpha + tl.sum(p * zb[None, :], axis=1)
         run_max = new_max
-    num += eps * tl.load(S_SUM + bh * D + offs_d)[None, :]
-    den += eps * tl.load(Z_SUM + bh)
+    s_sum = tl.zeros((D,), dtype=tl.float32)
+    z_sum = 0.0
+    for rb in range(N_RB):
+        s_sum += tl.load(SSUM_PART + (bh * N_RB + rb) * D + offs_d)
+        z_sum += tl.load(ZSUM_PART + bh * N_RB + rb)
+    num += eps * s_sum[None, :]
+    den += eps * z_sum
     out_ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
     tl.store(OUT + out_ptrs, (num / den[:, None]).to(OUT.dtype.element_ty), mask=mask_l[:, None])
     tl.store(QMAX + bh * L + offs_l, run_max, mask=mask_l)
@@ -229,7 +241,8 @@ def row_strides(x: torch.Tensor) -> tuple[int, int, int]:
 
 
 def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
-    """k, v (B, H, L, D) with contiguous rows, w (m, D) float32 → S (B, H, m, D), z (B, H, m), kmax (B, H) fp32."""
+    """k, v (B, H, L, D) with contiguous rows, w (m, D) float32 → S (B, H, m, D), z (B, H, m), kmax (B, H) fp32
+    and the per-block column sums of S and z that ``attend`` takes (its eps terms)."""
     b, h, length, d = k.shape
     m = w.shape[0]
     launch = state_launch(m, d, k.dtype)
@@ -245,26 +258,31 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     _kv_partial_kernel[(b * h, n_mb, n_split)](
         k, v, w, a_part, z_part, fmax_part, max_part, vsum_part, length, m, s, per_split, h, *row_strides(k),
         *row_strides(v), D=d, INPUT_PRECISION=precision(k.dtype), **launch)
+    bm = block_m(m)
+    n_rb = triton.cdiv(m, bm)
     state_s = new_output((b, h, m, d), **f32)
     state_z = new_output((b, h, m), **f32)
     kmax = new_output((b, h), **f32)
-    bm = block_m(m)
-    _kv_reduce_kernel[(b * h, triton.cdiv(m, bm))](
-        a_part, z_part, fmax_part, max_part, vsum_part, state_s, state_z, kmax, length, m, n_split, n_split * n_mb,
-        eps, D=d, BLOCK_M=bm, BLOCK_P=triton.next_power_of_2(n_split * n_mb), num_warps=4, num_stages=1)
-    return state_s, state_z, kmax
+    ssum_part = new_output((b * h, n_rb, d), **f32)
+    zsum_part = new_output((b * h, n_rb), **f32)
+    _kv_reduce_kernel[(b * h, n_rb)](
+        a_part, z_part, fmax_part, max_part, vsum_part, state_s, state_z, kmax, ssum_part, zsum_part, length, m,
+        n_split, n_split * n_mb, eps, D=d, BLOCK_M=bm, BLOCK_P=triton.next_power_of_2(n_split * n_mb),
+        num_warps=4, num_stages=1)
+    return state_s, state_z, kmax, (ssum_part, zsum_part)
 
 
-def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, *, eps: float):
-    """q (B, H, L, D) with contiguous rows → out (B, H, L, D) contiguous in q's dtype, row max and denominator
-    (B, H, L) float32."""
+def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: torch.Tensor, sums: tuple, *,
+           eps: float):
+    """q (B, H, L, D) with contiguous rows, the state and ``sums`` from ``kv_state`` → out (B, H, L, D)
+    contiguous in q's dtype, row max and denominator (B, H, L) float32."""
     b, h, length, d = q.shape
     m = w.shape[0]
     out = new_output(q.shape, dtype=q.dtype, device=q.device)
     qmax = new_output((b, h, length), dtype=torch.float32, device=q.device)
     den = new_output((b, h, length), dtype=torch.float32, device=q.device)
     grid = lambda meta: (b * h, triton.cdiv(length, meta["BLOCK_L"]))
-    _attend_kernel[grid](q, w, state_s, state_z, state_s.sum(dim=2), state_z.sum(dim=2), out, qmax, den,
-                         length, length_bucket(length), m, d ** -0.25, eps, h, *row_strides(q),
+    _attend_kernel[grid](q, w, state_s, state_z, *sums, out, qmax, den, length, length_bucket(length), m,
+                         sums[1].shape[1], d ** -0.25, eps, h, *row_strides(q),
                          D=d, BLOCK_M=block_m(m), INPUT_PRECISION=precision(q.dtype))
     return out, qmax, den
