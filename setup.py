@@ -62,7 +62,7 @@ setup(
     packages=packages,
     package_dir={"trackformer.kernels": "kernels"},
     # py.typed (PEP 561) and the shipped model (a checkpoint and its model card); MANIFEST.in puts them in the sdist.
-    package_data={"trackformer": ["py.typed", "pretrained/*.pt", "pretrained/*.md"]},
+    package_data={"trackformer": ["py.typed"], "trackformer.pretrained": ["*.pt", "*.md"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )
