@@ -207,8 +207,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                    "effective mask count. Prints a table, writes JSON and a plot into "
                                    "DIR/<model>/ (a new DIR/<model>-N/ when DIR/<model>/ holds another "
                                    "checkpoint's results).")
-    p.add_argument("paths", nargs="+", metavar="[CKPT] DATA",
-                   help="optional checkpoint (same as --checkpoint), then a MoisesDB-layout folder or stems folder")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="DATA (a MoisesDB-layout folder or stems folder), or CKPT DATA (the checkpoint first, "
+                        "same as --checkpoint)")
     p.add_argument("--checkpoint", default=None,
                    help="a shipped model's name or a checkpoint path (default: the shipped model 'default')")
     p.add_argument("--segment", type=float, default=10.0, help="segment length in seconds (default 10)")
