@@ -14,6 +14,7 @@ pytest.importorskip("music21", reason="music21 is not installed (pip install 'tr
 pytest.importorskip("pretty_midi", reason="pretty-midi is not installed (pip install 'trackformer[render]')")
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None,
                                       reason="fluidsynth is not installed (apt-get install fluidsynth)")
+pytest.importorskip("tinysoundfont", reason="tinysoundfont is not installed (pip install --no-deps tinysoundfont)")
 SR = 22050  # half the default rate: the same code path, half the rendering time
 
 
@@ -24,7 +25,6 @@ def rendered(tmp_path_factory):
     return out, summary
 
 
-@needs_fluidsynth
 def test_two_chorales_render_to_moisesdb_layout(rendered):
     out, summary = rendered
     assert summary["rendered"] == 2 and summary["existing"] == 0 and summary["audio_seconds"] > 20
@@ -47,11 +47,11 @@ def test_two_chorales_render_to_moisesdb_layout(rendered):
         assert all(p in INSTRUMENTS[v] for v, p in zip(PARTS, programs))
         assert len({p // 8 for p in programs}) == 4  # four different GM families
         assert 56 <= render["bpm"] <= 96 and -5 <= render["transpose"] <= 5
+        assert render["backend"] == "tinysoundfont"
         fermatas.append(render["fermatas"])
     assert max(fermatas) > 0  # bwv2.6 has fermatas at its phrase ends
 
 
-@needs_fluidsynth
 def test_rerun_is_idempotent_and_workers_do_not_change_the_selection(rendered):
     out, _ = rendered
     before = {e: os.path.getmtime(os.path.join(out, e, "data.json")) for e in os.listdir(out)}
@@ -66,7 +66,6 @@ def test_rerun_is_idempotent_and_workers_do_not_change_the_selection(rendered):
         render_chorales(out, n=1, sample_rate=44100, workers=1, progress=False)
 
 
-@needs_fluidsynth
 def test_cli_render_chorales(rendered, capsys):
     import argparse
 
@@ -79,6 +78,27 @@ def test_cli_render_chorales(rendered, capsys):
     assert args.func(args) == 0 and "2 already there" in capsys.readouterr().out
     args = parser.parse_args(["data", "render-chorales", out, "--n", "1", "--soundfont", "/missing.sf2"])
     assert args.func(args) == 2 and "missing.sf2" in capsys.readouterr().err
+
+
+@needs_fluidsynth
+def test_fluidsynth_backend_renders_the_same_performance(tmp_path, rendered):
+    out, _ = rendered
+    summary = render_chorales(str(tmp_path), n=1, sample_rate=SR, seed=0, workers=1, backend="fluidsynth",
+                              progress=False)
+    assert summary["rendered"] == 1
+    (fs_song,) = MoisesDB(str(tmp_path), sample_rate=SR).songs
+    (tsf_song,) = [s for s in MoisesDB(out, sample_rate=SR).songs if s.meta["song"] == fs_song.meta["song"]]
+    renders = []
+    for song in (fs_song, tsf_song):
+        with open(os.path.join(song.path, "data.json")) as f:
+            renders.append(json.load(f)["render"])
+    assert [r["backend"] for r in renders] == ["fluidsynth", "tinysoundfont"]
+    # same notes, tempo and instruments; the two synthesisers differ only in sound and release tails
+    for key in ("bpm", "transpose", "programs", "pans"):
+        assert renders[0][key] == renders[1][key]
+    assert abs(fs_song.num_frames - tsf_song.num_frames) < 3 * SR  # fluidsynth renders reverb tails longer
+    with pytest.raises(ValueError, match="backend"):
+        render_chorales(str(tmp_path), n=1, backend="timidity")
 
 
 def test_fermata_hold_warps_time():

@@ -29,7 +29,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=44100, help="Hz (default 44100)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("--seed", type=int, default=0, help="tempo/key/instrument draws (default 0)")
-    p.add_argument("--soundfont", default=None, help="a GM .sf2 (default: FluidR3 if installed, else TimGM6mb)")
+    p.add_argument("--soundfont", default=None,
+                   help="a GM .sf2/.sf3 path or timgm6mb | fluidr3 | musescore (default: FluidR3 if installed, "
+                        "else TimGM6mb)")
+    p.add_argument("--backend", choices=("tinysoundfont", "fluidsynth"), default="tinysoundfont",
+                   help="synthesiser (default tinysoundfont: a pip package; fluidsynth: the system program)")
     p.set_defaults(func=_render)
 
     p = sub.add_parser("render-songs", help="render procedurally generated multi-instrument songs (drums, bass, "
@@ -67,7 +71,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _render(args) -> int:
     try:
         s = render_chorales(args.out, n=args.n, sample_rate=args.sample_rate, seed=args.seed, workers=args.workers,
-                            soundfont=args.soundfont)
+                            soundfont=args.soundfont, backend=args.backend)
     except (RuntimeError, FileNotFoundError, ValueError) as e:
         print(f"trackformer data render-chorales: {e}", file=sys.stderr)
         return 2

@@ -1,13 +1,14 @@
-"""Offline music without downloads: the music21 corpus's four-part Bach chorales rendered with FluidSynth.
+"""Offline music without downloads: the music21 corpus's four-part Bach chorales rendered through a soundfont.
 
 Each chorale becomes one song in the MoisesDB layout with stems soprano / alto / tenor / bass. Per piece (from
 ``seed`` and the chorale's name): a tempo of 56–96 quarter notes per minute, fermatas held 0.5–1.5 quarter
 notes longer (all voices together), a transposition of up to ±5
 semitones that keeps the voices in range, one General-MIDI instrument per part from four timbrally distinct
 families (no two parts share a GM family, e.g. flute / horn / cello / tuba) and a stereo position per part.
-Each part is written to MIDI (pretty_midi) and rendered by ``fluidsynth -ni -q -R 0 -C 0 -g 0.5 -r SR -F out.wav
-SF2 part.mid``; stems are zero-padded to equal length and the song is scaled so its mixture peaks at 0.8
-(−1.9 dBFS): the sum of the stems never clips.
+Each part is rendered by TinySoundFont (:mod:`trackformer.data.sfsynth`, the ``tinysoundfont`` wheel: no system
+package) or, with ``backend="fluidsynth"``, written to MIDI (pretty_midi) and rendered by ``fluidsynth -ni -q -R 0
+-C 0 -g 0.5 -r SR -F out.wav SF2 part.mid``; stems are zero-padded to equal length and the song is scaled so its
+mixture peaks at 0.8 (−1.9 dBFS): the sum of the stems never clips.
 """
 
 import concurrent.futures as cf
@@ -27,8 +28,10 @@ import numpy as np
 
 from trackformer.data.audio import check_rate, read_audio
 from trackformer.data.moisesdb import commit_song, remove_stale_temp, write_song
+from trackformer.data.sfsynth import Note, render_part, require_tinysoundfont
 
 PARTS = ("soprano", "alto", "tenor", "bass")
+BACKENDS = ("tinysoundfont", "fluidsynth")
 PEAK = 0.8
 # General-MIDI programs per part; a piece takes one per part with no two in the same GM family (program // 8)
 INSTRUMENTS = {
@@ -198,32 +201,47 @@ def _choose(rng, voices):
     return bpm, transpose, programs, pans
 
 
-def _write_midi(path, notes, *, bpm, transpose, program, pan, rng, tail_s, warp):
-    import pretty_midi
-
+def _performed(notes, *, bpm, transpose, rng, warp) -> list[Note]:
+    """Score notes (start, quarter length, pitch) → performed :class:`Note` s in seconds: fermatas held (``warp``),
+    transposed, a slight gap between repeated notes, one velocity level per part with small variation."""
     sec = 60.0 / bpm
-    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
-    inst = pretty_midi.Instrument(program=program)
-    inst.control_changes.append(pretty_midi.ControlChange(10, int(round(64 + 63 * pan)), 0.0))
     base = int(rng.integers(80, 101))
-    end = 0.0
+    out = []
     for start, ql, pitch in notes:
         t0, t1 = warp(start) * sec, warp(start + ql) * sec
-        t1 = t0 + 0.96 * (t1 - t0)  # a slight gap between repeated notes
         vel = int(np.clip(base + rng.integers(-6, 7), 1, 127))
-        inst.notes.append(pretty_midi.Note(velocity=vel, pitch=pitch + transpose, start=t0, end=t1))
-        end = max(end, t1)
+        out.append(Note(t0, t0 + 0.96 * (t1 - t0), pitch + transpose, vel))
+    return out
+
+
+def _fluidsynth_part(notes: list[Note], *, program, pan, soundfont, fluidsynth, sample_rate, tail_s, work, voice,
+                     name) -> np.ndarray:
+    """One part through FluidSynth (pretty_midi writes the MIDI file): (2, T) at ``sample_rate``."""
+    import pretty_midi
+
+    mid, wav = os.path.join(work, f"{voice}.mid"), os.path.join(work, f"{voice}.wav")
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=program)
+    inst.control_changes.append(pretty_midi.ControlChange(10, int(round(64 + 63 * pan)), 0.0))
+    inst.notes.extend(pretty_midi.Note(velocity=n.velocity, pitch=n.pitch, start=n.start, end=n.end) for n in notes)
     # an inaudible event after the last note keeps fluidsynth rendering the release tail
-    inst.control_changes.append(pretty_midi.ControlChange(64, 0, end + tail_s))
+    inst.control_changes.append(pretty_midi.ControlChange(64, 0, max(n.end for n in notes) + tail_s))
     pm.instruments.append(inst)
-    pm.write(path)
+    pm.write(mid)
+    cmd = [fluidsynth, "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(sample_rate), "-F", wav,
+           soundfont, mid]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not os.path.isfile(wav):
+        raise RuntimeError(f"fluidsynth failed on {name}/{voice} (exit {proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+    return read_audio(wav, sample_rate=sample_rate, channels=2)  # resampled if fluidsynth differs
 
 
-def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: str, fluidsynth: str) -> dict:
+def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: str, fluidsynth: str | None) -> dict:
     """Renders one chorale into a hidden temp song folder in ``out_dir`` (not yet visible to readers).
 
-    Returns {"name", "status": "rendered" | "exists" | "skipped", "tmp" (folder to commit), "final", "seconds",
-    "reason"}.
+    ``fluidsynth``: the executable to render with, or None for TinySoundFont. Returns {"name", "status":
+    "rendered" | "exists" | "skipped", "tmp" (folder to commit), "final", "seconds", "reason"}.
     """
     from music21 import converter
 
@@ -245,16 +263,15 @@ def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: 
     stems = {}
     with tempfile.TemporaryDirectory(prefix="trackformer-render-") as work:
         for voice, notes, program, pan in zip(PARTS, voices, programs, pans):
-            mid, wav = os.path.join(work, f"{voice}.mid"), os.path.join(work, f"{voice}.wav")
-            _write_midi(mid, notes, bpm=bpm, transpose=transpose, program=program, pan=float(pan), rng=rng,
-                        tail_s=1.5, warp=lambda q: hold_fermatas(q, ends, hold))
-            cmd = [fluidsynth, "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(sample_rate), "-F", wav,
-                   soundfont, mid]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            if proc.returncode != 0 or not os.path.isfile(wav):
-                raise RuntimeError(f"fluidsynth failed on {name}/{voice} (exit {proc.returncode}): "
-                                   f"{(proc.stderr or proc.stdout).strip()[-500:]}")
-            stems[voice] = read_audio(wav, sample_rate=sample_rate, channels=2)  # resampled if fluidsynth differs
+            played = _performed(notes, bpm=bpm, transpose=transpose, rng=rng,
+                                warp=lambda q: hold_fermatas(q, ends, hold))
+            if fluidsynth is None:
+                stems[voice] = render_part(played, soundfont=soundfont, program=program, pan=float(pan),
+                                           sample_rate=sample_rate, tail=1.5)
+            else:
+                stems[voice] = _fluidsynth_part(played, program=program, pan=float(pan), soundfont=soundfont,
+                                                fluidsynth=fluidsynth, sample_rate=sample_rate, tail_s=1.5,
+                                                work=work, voice=voice, name=name)
     length = max(a.shape[1] for a in stems.values())
     stems = {v: np.pad(a, ((0, 0), (0, length - a.shape[1]))) for v, a in stems.items()}
     peak = float(np.abs(sum(stems.values())).max())
@@ -264,6 +281,7 @@ def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: 
     render = {"source": path, "bpm": bpm, "transpose": transpose, "fermatas": len(ends), "fermata_hold": hold,
               "seed": seed, "sample_rate": sample_rate,
               "soundfont": os.path.basename(soundfont), "gain": PEAK / peak,
+              "backend": "tinysoundfont" if fluidsynth is None else "fluidsynth",
               "programs": dict(zip(PARTS, programs)), "pans": dict(zip(PARTS, map(float, pans)))}
     tmp = write_song(out_dir, sid, stems, sample_rate, artist="J. S. Bach", song=name, genre="chorale",
                      extra={"render": render}, commit=False,
@@ -273,14 +291,15 @@ def render_one(path: str, out_dir: str, sample_rate: int, seed: int, soundfont: 
 
 def render_chorales(out_dir: str, *, n: int | None = None, sample_rate: int = 44100, seed: int = 0,
                     workers: int | None = None, soundfont: str | None = None, fluidsynth: str | None = None,
-                    progress: bool = True) -> dict:
+                    backend: str = "tinysoundfont", progress: bool = True) -> dict:
     """Renders the first ``n`` four-part chorales (all when None, BWV order) into ``out_dir`` (MoisesDB layout,
     so ``MoisesDB(out_dir)`` reads it) with ``workers`` processes (default: CPU count).
 
-    Idempotent: songs already there are kept, not re-rendered (ValueError if they were rendered with another
-    seed or sample rate: one rendering per chorale and folder). Songs appear atomically (a crash leaves at most
-    hidden ``.tmp-*`` folders, removed by the next run; do not run two renders into one folder at once). The
-    choice of the ``n`` chorales does not depend on ``workers``.
+    ``backend``: "tinysoundfont" (default; a pip package, no system install) or "fluidsynth" (the executable on
+    PATH or ``fluidsynth``). Idempotent: songs already there are kept, not re-rendered (ValueError if they were
+    rendered with another seed or sample rate: one rendering per chorale and folder). Songs appear atomically (a
+    crash leaves at most hidden ``.tmp-*`` folders, removed by the next run; do not run two renders into one folder
+    at once). The choice of the ``n`` chorales does not depend on ``workers``.
     Returns {"rendered", "existing", "skipped": [(name, reason)], "audio_seconds" (per stem, rendered now),
     "wall_seconds"}.
     """
@@ -292,7 +311,11 @@ def render_chorales(out_dir: str, *, n: int | None = None, sample_rate: int = 44
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    fluidsynth = find_fluidsynth(fluidsynth)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    fluidsynth = find_fluidsynth(fluidsynth) if backend == "fluidsynth" else None
+    if fluidsynth is None:
+        require_tinysoundfont()  # says how to install it, before any work
     soundfont = os.path.abspath(find_soundfont(soundfont))
     paths = list_chorales()
     os.makedirs(out_dir, exist_ok=True)

@@ -28,7 +28,8 @@ class Note:
     velocity: int
 
 
-def _tinysoundfont():
+def require_tinysoundfont():
+    """The tinysoundfont module; RuntimeError saying how to install it."""
     try:
         import tinysoundfont
     except ImportError:
@@ -39,7 +40,7 @@ def _tinysoundfont():
 @functools.lru_cache(maxsize=2)
 def _synth(soundfont: str, sample_rate: int):
     """(Synth, soundfont id), loaded once per process: parsing a large SF2 (or decoding an SF3) takes seconds."""
-    synth = _tinysoundfont().Synth(samplerate=sample_rate)
+    synth = require_tinysoundfont().Synth(samplerate=sample_rate)
     return synth, synth.sfload(soundfont)
 
 
