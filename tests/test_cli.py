@@ -292,3 +292,15 @@ def test_demo_end_to_end_with_synthetic_fallback(tmp_path, capsys, monkeypatch):
     assert (out / "model.pt").is_file() and (out / "separated" / "heldout_mix" / "masks.png").is_file()
     scores = json.loads((out / "demo.json").read_text())["scores"]
     assert scores["n_active_refs"] >= 1 and np.isfinite(scores["one_to_one_sisnri"])
+
+
+def test_separate_reads_m4a_through_pyav(tmp_path, capsys, checkpoint):
+    from test_data_audio import _write_m4a  # skips without PyAV
+
+    song = tmp_path / "track.m4a"
+    _write_m4a(song, seconds=0.5)
+    rc, out, err = run_cli(capsys, "separate", str(song), "-o", str(tmp_path), "--checkpoint", checkpoint,
+                           "--no-plot", "--device", "cpu", "-q")
+    assert rc == 0, err
+    info = sf.info(tmp_path / "tiny" / "track" / "source_1.wav")
+    assert info.samplerate == 44100 and info.channels == 2
