@@ -108,12 +108,14 @@ def jobs(d: int, m: int, dtype: str):
     and this input dtype (the autotuned kernels: every candidate ``keep_configs`` times for it)."""
     bm = triton_fwd.block_m(m)
     prec = triton_fwd.precision(TORCH_TYPES[dtype])
-    state = triton_fwd.state_launch(m, d, TORCH_TYPES[dtype])
-    w_state, st_state = state.pop("num_warps"), state.pop("num_stages")
-    state.update(D=d, INPUT_PRECISION=prec)
-    yield triton_fwd._kv_partial_kernel, state, w_state, st_state
+    for kernel, half_dot in ((triton_fwd._kv_partial_kernel, True), (triton_bwd._dstate_kernel, False)):
+        state = triton_fwd.state_launch(m, d, TORCH_TYPES[dtype], half_dot=half_dot)
+        warps, stages = state.pop("num_warps"), state.pop("num_stages")
+        state.update(D=d, INPUT_PRECISION=prec)
+        if half_dot:
+            state["VALUE_DTYPE"] = triton_fwd.bounded_dot_dtype(TORCH_TYPES[dtype])
+        yield kernel, state, warps, stages
     yield triton_fwd._kv_reduce_kernel, {"D": d, "BLOCK_M": bm, "BLOCK_P": 64}, 4, 1
-    yield triton_bwd._dstate_kernel, state, w_state, st_state
     for kernel in (triton_fwd._attend_kernel, triton_bwd._dq_kernel, triton_bwd._dkv_kernel):
         for cfg in triton_fwd.keep_configs(triton_fwd.row_configs(interpreter=False), prec):
             yield kernel, {"D": d, "BLOCK_M": bm, "INPUT_PRECISION": prec, **cfg.kwargs}, cfg.num_warps, cfg.num_stages

@@ -43,10 +43,26 @@ def block_m(m: int) -> int:
     return min(BLOCK_M, triton.next_power_of_2(m))
 
 
-def state_launch(m: int, d: int, dtype: torch.dtype) -> dict:
-    """Feature block, row tile and launch options of the split-L state kernels for m features, head dim d."""
-    cap = STATE_FEATURES[dtype == torch.float32][d]
-    return {"BLOCK_M": min(cap, triton.next_power_of_2(m)), "BLOCK_L": 32, "num_warps": 8, "num_stages": 2}
+def state_launch(m: int, d: int, dtype: torch.dtype, *, half_dot: bool = False) -> dict:
+    """Feature block, row tile and launch options of the split-L state kernels for m features, head dim d.
+
+    ``half_dot``: the kernel's second dot takes half operands for half inputs (``_kv_partial_kernel``), which
+    frees the registers for 64-row tiles and 3 stages at D ≤ 64 (no spills on sm_90 at D = 64, m = 256;
+    D = 128 spills with 64 rows)."""
+    block_m = min(STATE_FEATURES[dtype == torch.float32][d], triton.next_power_of_2(m))
+    if half_dot and dtype != torch.float32 and d <= 64:
+        return {"BLOCK_M": block_m, "BLOCK_L": 64, "num_warps": 8, "num_stages": 3}
+    return {"BLOCK_M": block_m, "BLOCK_L": 32, "num_warps": 8, "num_stages": 2}
+
+
+_TL_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+
+
+def bounded_dot_dtype(dtype: torch.dtype):
+    """Operand type of the dots whose operands are bounded (p ∈ [0, 1]) or the inputs themselves: the input
+    dtype (twice the tensor-core rate of TF32 for half inputs). The interpreter's bf16 dot is wrong
+    (numpy has no bfloat16), so it keeps float32 there."""
+    return tl.float32 if dtype == torch.bfloat16 and interpreting() else _TL_TYPES[dtype]
 
 
 def num_sms(device: torch.device) -> int:
@@ -121,7 +137,7 @@ def load_feature_block(W, S, Z, bh, offs_m, offs_d, M, D: tl.constexpr):
 @triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
 def _kv_partial_kernel(K, V, W, A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT, H,
                        K_SB, K_SH, K_SL, V_SB, V_SH, V_SL, D: tl.constexpr, BLOCK_L: tl.constexpr,
-                       BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+                       BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr, VALUE_DTYPE: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     mb = tl.program_id(1)
     split = tl.program_id(2)
@@ -142,16 +158,16 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, 
         kt = tl.load(K + tile_offsets(bh, t * BLOCK_L, H, K_SB, K_SH, K_SL, BLOCK_L, D), mask=mask_l[:, None],
                      other=0.0).to(tl.float32)
         vt = tl.load(V + tile_offsets(bh, t * BLOCK_L, H, V_SB, V_SH, V_SL, BLOCK_L, D), mask=mask_l[:, None],
-                     other=0.0).to(tl.float32)
+                     other=0.0).to(VALUE_DTYPE)
         hk = tl.sum(kt * kt, axis=1) * (s * s * 0.5)
         u_t = tl.dot(ws, tl.trans(kt), input_precision=INPUT_PRECISION)  # (features, rows)
         u_t = tl.where(mask_l[None, :], u_t, float("-inf"))
         new_max = tl.maximum(run_max, tl.max(u_t, axis=1))
         alpha = tl.exp(run_max - new_max)
-        p_t = tl.exp(u_t - new_max[:, None] - hk[None, :])
-        acc = acc * alpha[:, None] + tl.dot(p_t, vt, input_precision=INPUT_PRECISION)
+        p_t = tl.exp(u_t - new_max[:, None] - hk[None, :])  # in [0, 1]: exact enough in v's half dtype
+        acc = acc * alpha[:, None] + tl.dot(p_t.to(VALUE_DTYPE), vt, input_precision=INPUT_PRECISION)
         acc_z = acc_z * alpha + tl.sum(p_t, axis=1)
-        vsum += vt
+        vsum += vt.to(tl.float32)
         run_max = new_max
     part = bh * n_split + split
     tl.store(A_PART + (part * M + offs_m[:, None]) * D + offs_d[None, :], acc, mask=mask_m[:, None])
@@ -245,7 +261,7 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     and the per-block column sums of S and z that ``attend`` takes (its eps terms)."""
     b, h, length, d = k.shape
     m = w.shape[0]
-    launch = state_launch(m, d, k.dtype)
+    launch = state_launch(m, d, k.dtype, half_dot=True)
     n_mb = triton.cdiv(m, launch["BLOCK_M"])
     per_split, n_split = split_rows(length, launch["BLOCK_L"], b * h * n_mb, k.device)
     f32 = dict(dtype=torch.float32, device=k.device)
@@ -257,7 +273,7 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     s = d ** -0.25
     _kv_partial_kernel[(b * h, n_mb, n_split)](
         k, v, w, a_part, z_part, fmax_part, max_part, vsum_part, length, m, s, per_split, h, *row_strides(k),
-        *row_strides(v), D=d, INPUT_PRECISION=precision(k.dtype), **launch)
+        *row_strides(v), D=d, INPUT_PRECISION=precision(k.dtype), VALUE_DTYPE=bounded_dot_dtype(k.dtype), **launch)
     bm = block_m(m)
     n_rb = triton.cdiv(m, bm)
     state_s = new_output((b, h, m, d), **f32)
