@@ -15,6 +15,7 @@ import torch
 from trackformer._alloc import poisoning
 from trackformer.kernels import favor_attention, orthogonal_random_features
 from trackformer.kernels.favor import triton_fwd
+from trackformer.kernels.favor.op import HEAD_DIMS
 from trackformer.kernels.favor.reference import favor_attention_reference
 
 pytestmark = [
@@ -76,27 +77,31 @@ def test_cross_attention_lengths_differ():
     _check(1, 2, 37, 90, 32, 48)
 
 
-@pytest.mark.parametrize("scale", [10.0, 20.0])
-def test_large_norm_inputs_stay_finite(scale):
+def _check_large_norm(d, scale, device="cpu"):
     """Inputs where exp(s·x·w) overflows float32: the maxima keep every value finite and equal to the formula.
 
     (At such norms every exp term falls far below eps, in the formula too, so attention becomes uniform.)
     """
-    q, k, w = _check(1, 1, 150, 150, 32, 64, scale=scale)
-    assert torch.isinf(torch.exp(32 ** -0.25 * torch.cat([q, k], dim=2).detach() @ w.t())).any()
+    q, k, w = _check(1, 1, 150, 150, d, 64, scale=scale, device=device)
+    assert torch.isinf(torch.exp(d ** -0.25 * torch.cat([q, k], dim=2).detach() @ w.t())).any()
 
 
-def test_strided_inputs_and_gradients():
+@pytest.mark.parametrize("scale", [10.0, 20.0])
+def test_large_norm_inputs_stay_finite(scale):
+    _check_large_norm(32, scale)
+
+
+def _check_strided(d, device="cpu"):
     """q, k, v as views of a fused (B, L, 3, H, D) projection (read in place through their strides), a strided
     output gradient, and a k whose last dimension is strided (copied first)."""
-    x = torch.randn(2, 50, 3, 2, 32, requires_grad=True)  # (B, L, qkv, H, D)
+    x = torch.randn(2, 50, 3, 2, d, device=device, requires_grad=True)  # (B, L, qkv, H, D)
     q, k, v = x.permute(2, 0, 3, 1, 4).unbind(0)
-    k_t = torch.randn(2, 2, 32, 50).transpose(-1, -2).requires_grad_()  # stride(-1) = 50
-    w = orthogonal_random_features(32, 32)
+    k_t = torch.randn(2, 2, d, 50, device=device).transpose(-1, -2).requires_grad_()  # stride(-1) = 50
+    w = orthogonal_random_features(32, d).to(device)
     assert not q.is_contiguous() and q.stride(-1) == 1 and k_t.stride(-1) != 1
     for key in (k, k_t):
         out = favor_attention(q, key, v, w)
-        g = torch.randn(2, 50, 2, 32).transpose(1, 2)  # (B, H, L, D) view of a (B, L, H, D) tensor
+        g = torch.randn(2, 50, 2, d, device=device).transpose(1, 2)  # (B, H, L, D) view of a (B, L, H, D) tensor
         grads = torch.autograd.grad(out, (x, key) if key is k_t else (x,), g)
         xd = x.detach().double().requires_grad_()
         qd, kd, vd = xd.permute(2, 0, 3, 1, 4).unbind(0)
@@ -106,6 +111,10 @@ def test_strided_inputs_and_gradients():
         assert rel_err(out, ref) < 1e-5
         for a, r in zip(grads, ref_grads):
             assert rel_err(a, r) < 1e-5
+
+
+def test_strided_inputs_and_gradients():
+    _check_strided(32)
 
 
 def test_outputs_are_poisoned_before_the_kernels_run(monkeypatch):
@@ -194,3 +203,22 @@ def test_float64_is_rejected_on_triton():
 def test_cuda_matches_reference(dtype, length):
     _check(2, 4, length, length, 64, 256, dtype=dtype, device="cuda")
     _check(1, 2, length, 33, 64, 80, dtype=dtype, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_cuda_shapes_per_head_dim(d, dtype):
+    """The interpreter's shape cases on the GPU for every head dim: one row, odd lengths, batch 1, m from 16 to
+    512 (one and several feature blocks in the state kernels), cross-attention lengths."""
+    for b, h, lq, lk, m in ((1, 1, 1, 1, 16), (1, 1, 7, 7, 80), (2, 3, 517, 517, 256), (1, 2, 37, 90, 48),
+                            (1, 1, 1000, 1000, 512)):
+        _check(b, h, lq, lk, d, m, dtype=dtype, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("d", HEAD_DIMS)
+def test_cuda_strided_and_large_norm_per_head_dim(d):
+    _check_strided(d, device="cuda")
+    for scale in (10.0, 20.0):
+        _check_large_norm(d, scale, device="cuda")
