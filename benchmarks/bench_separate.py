@@ -77,7 +77,7 @@ def child(args) -> int:
     model, info = load_separator(checkpoint_path(args.checkpoint), torch.device("cpu"))
     chunk, overlap = resolve_window(info, args.chunk_seconds, args.overlap)
     t1, cpu1 = time.perf_counter(), _cpu_seconds()
-    separate_file(model, args.song, args.out, chunk_seconds=chunk, overlap_seconds=overlap)
+    separate_file(model, args.song, args.out, chunk_seconds=chunk, overlap_seconds=overlap, plot=not args.no_plot)
     t2, cpu2 = time.perf_counter(), _cpu_seconds()
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
     print(json.dumps(dict(load_s=t1 - t0, separate_s=t2 - t1, separate_cpu_s=cpu2 - cpu1, peak_rss_gb=peak_gb,
@@ -94,7 +94,7 @@ def measure(args, minutes: float, folder: str) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--song", song, "--out", os.path.join(folder, "out"),
            "--checkpoint", args.checkpoint] + (["--threads", str(args.threads)] if args.threads else [])
     cmd += (["--chunk-seconds", str(args.chunk_seconds)] if args.chunk_seconds else []) + (
-        ["--overlap", str(args.overlap)] if args.overlap else [])
+        ["--overlap", str(args.overlap)] if args.overlap else []) + (["--no-plot"] if args.no_plot else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"separating the {minutes:g}-minute song failed:\n{done.stderr.strip()}")
@@ -112,6 +112,7 @@ def main(argv=None) -> int:
                                                   "targets: 3,10)")
     p.add_argument("--chunk-seconds", type=float, default=None, help="window (default: the training segment)")
     p.add_argument("--overlap", type=float, default=None, help="overlap fraction (default: separate's, 0.5)")
+    p.add_argument("--no-plot", action="store_true", help="as `separate --no-plot`: no picture, no mask statistics")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
     from trackformer.pretrained import checkpoint_path
 
     checkpoint_path(args.checkpoint)  # a clear error before generating audio
-    result = dict(card=card_name("cpu"), checkpoint=args.checkpoint, rows=[])
+    result = dict(card=card_name("cpu"), checkpoint=args.checkpoint, plot=not args.no_plot, rows=[])
     with tempfile.TemporaryDirectory(prefix="bench_separate_") as folder:
         for minutes in [float(m) for m in args.minutes.split(",")]:
             row = measure(args, minutes, folder)

@@ -109,9 +109,10 @@ def test_separate_uses_the_shipped_model_by_default(tmp_path, capsys, checkpoint
     rc, _, err = run_cli(capsys, "separate", song, "-o", str(tmp_path / "out"), "--device", "cpu", "-q")
     assert rc == 0, err
     assert (tmp_path / "out" / "default" / "song" / "source_8.wav").is_file()
-    rc, _, err = run_cli(capsys, "separate", song, "-o", str(tmp_path / "out"), "--checkpoint", "small", "-q",
-                         "--no-plot", "--device", "cpu")
+    rc, out, err = run_cli(capsys, "separate", song, "-o", str(tmp_path / "out"), "--checkpoint", "small", "-q",
+                           "--no-plot", "--device", "cpu")
     assert rc == 0 and (tmp_path / "out" / "small" / "song" / "source_8.wav").is_file()
+    assert "mask statistics skipped with --no-plot" in out
     assert not (tmp_path / "out" / "small" / "song" / "masks.png").exists()
     rc, _, err = run_cli(capsys, "separate", song, "--checkpoint", "big", "--device", "cpu")
     assert rc == 1 and "no shipped model named 'big'; this install ships 'default', 'small'" in err

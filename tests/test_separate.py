@@ -325,13 +325,17 @@ def test_streamed_files_equal_the_in_memory_separation(tmp_path, rate, channels)
     sf.write(song, audio.T, rate, subtype="FLOAT")
     model = tiny_performer()
     result = separate_file(model, str(song), str(tmp_path), chunk_seconds=0.5, overlap_seconds=0.125,
-                           sample_format="float32", plot=False)
+                           sample_format="float32")
     sources, info = separate_waveform(model, audio, rate, 0.5, 0.125, analysis=True)
     written = np.stack([sf.read(p, always_2d=True, dtype="float32")[0].T for p in result["sources"]])
     np.testing.assert_allclose(written, sources.numpy(), atol=1e-6, rtol=0)
-    assert result["picture"] is None and not (tmp_path / "song" / "masks.png").exists()
     assert result["effective_mask_count"] == pytest.approx(info["analysis"]["effective_mask_count"], rel=1e-6)
     assert result["output_energy_db"] == pytest.approx(info["output_energy_db"], abs=1e-4)
+    quick = separate_file(model, str(song), str(tmp_path / "quick"), chunk_seconds=0.5, overlap_seconds=0.125,
+                          sample_format="float32", plot=False)  # no picture, no mask statistics, same stems
+    assert quick["picture"] is None and not (tmp_path / "quick" / "song" / "masks.png").exists()
+    assert quick["effective_mask_count"] is None and quick["mask_source"] is None
+    np.testing.assert_array_equal(sf.read(quick["sources"][3])[0], sf.read(result["sources"][3])[0])
 
 
 @pytest.mark.parametrize("rate", [RATE, 11025])

@@ -61,9 +61,11 @@ def _cmd_separate(args) -> int:
         silent = [i + 1 for i in result["silent_outputs"]]
         clipped = (f"; {result['clipped_samples']} samples clipped to ±1, use --float32 to keep them"
                    if result["clipped_samples"] else "")
-        print(f"{song}: {len(result['sources'])} sources in {os.path.dirname(result['sources'][0])} (effective "
-              f"mask count {result['effective_mask_count']:.2f}, mask overlap {result['mask_overlap']:.2f}; silent "
-              f"outputs {silent or 'none'}{clipped})")
+        masks = ("mask statistics skipped with --no-plot" if result["effective_mask_count"] is None else
+                 f"effective mask count {result['effective_mask_count']:.2f}, mask overlap "
+                 f"{result['mask_overlap']:.2f}")
+        print(f"{song}: {len(result['sources'])} sources in {os.path.dirname(result['sources'][0])} ({masks}; "
+              f"silent outputs {silent or 'none'}{clipped})")
     return 0
 
 
@@ -196,7 +198,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--filename", default=None,
                    help="path of each stem below DIR/<model>, with {track} (input name without extension), "
                         "{trackext}, {stem} (source_1 ...) and {ext} (default {track}/{stem}.{ext})")
-    p.add_argument("--no-plot", action="store_true", help="skip masks.png (faster batch runs)")
+    p.add_argument("--no-plot", action="store_true",
+                   help="skip masks.png and the mask statistics (faster batch runs)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_common(p)
     p.set_defaults(func=_cmd_separate)
