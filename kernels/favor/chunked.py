@@ -28,10 +28,16 @@ def chunk_rows(b: int, h: int, m: int) -> int:
     return max(MIN_CHUNK, CHUNK_ELEMENTS // (b * h * m))
 
 
-def _project(x: torch.Tensor, w: torch.Tensor):
-    """u = s·x Wᵀ (B, H, C, m) and h = s²‖x‖²/2 (B, H, C, 1), s = D^(-1/4)."""
+def _project(x: torch.Tensor, ws_t: torch.Tensor):
+    """u = s·x Wᵀ (B, H, C, m) (a fresh tensor, free to overwrite) and h = s²‖x‖²/2 (B, H, C, 1), s = D^(-1/4),
+    for ws_t = (s·W)ᵀ (D, m)."""
     s = x.shape[-1] ** -0.25
-    return (s * x) @ w.t(), x.square().sum(-1, keepdim=True) * (s * s / 2.0)
+    return x @ ws_t, x.square().sum(-1, keepdim=True) * (s * s / 2.0)
+
+
+def _scaled_t(w: torch.Tensor) -> torch.Tensor:
+    """(s·W)ᵀ (D, m), contiguous: the projection every chunk multiplies by."""
+    return (w * w.shape[-1] ** -0.25).t().contiguous()
 
 
 def _with_ones(x: torch.Tensor) -> torch.Tensor:
@@ -55,13 +61,14 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     vsum = torch.zeros(b, h, d, dtype=ct, device=k.device)
     kmax = torch.full((b, h), float("-inf"), dtype=ct, device=k.device)
     chunk = chunk_rows(b, h, m)
+    ws_t = _scaled_t(w)
     for start in range(0, length, chunk):
         kc = k[:, :, start:start + chunk].to(ct)
         vc = v[:, :, start:start + chunk].to(ct)
-        u, hk = _project(kc, w)
+        u, hk = _project(kc, ws_t)
         new_max = torch.maximum(kmax, u.amax(dim=(-1, -2)))
         alpha = torch.exp(kmax - new_max)  # 0 on the first chunk (kmax = -inf), where acc is 0 anyway
-        p = torch.exp(u - (hk + new_max[:, :, None, None]))
+        p = u.sub_(hk + new_max[:, :, None, None]).exp_()  # in place: no new (chunk, m) tensor
         acc = acc * alpha[:, :, None, None] + p.transpose(-1, -2) @ _with_ones(vc)
         vsum += vc.sum(dim=-2)
         kmax = new_max
@@ -78,11 +85,12 @@ def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: tor
     sz = torch.cat([state_s, state_z.unsqueeze(-1)], dim=-1)  # (B, H, m, D + 1)
     eps_part = eps * sz.sum(dim=-2, keepdim=True)  # eps · Σ_r [S_r | z_r]
     chunk = chunk_rows(b, h, w.shape[0])
+    ws_t = _scaled_t(w)
     for start in range(0, length, chunk):
         qc = q[:, :, start:start + chunk].to(ct)
-        u, hq = _project(qc, w)
+        u, hq = _project(qc, ws_t)
         mx = u.amax(dim=-1, keepdim=True)
-        nd = torch.exp(u - (hq + mx)) @ sz + eps_part  # [num | den]
+        nd = u.sub_(hq + mx).exp_() @ sz + eps_part  # [num | den]
         out[:, :, start:start + chunk] = (nd[..., :d] / nd[..., d:]).to(q.dtype)
         qmax[:, :, start:start + chunk] = mx.squeeze(-1)
         den[:, :, start:start + chunk] = nd[..., d]
@@ -108,21 +116,22 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     sz_t = torch.cat([state_s, state_z.unsqueeze(-1)], dim=-1).transpose(-1, -2)  # (B, H, D + 1, m)
     d_sz = torch.zeros_like(sz_t.transpose(-1, -2))  # [dS | dz] (B, H, m, D + 1)
     chunk = chunk_rows(q.shape[0], q.shape[1], w.shape[0])
+    ws_t = _scaled_t(w)
     for start in range(0, q.shape[2], chunk):
         sl = slice(start, start + chunk)
         qc, gc, oc = q[:, :, sl].to(ct), grad[:, :, sl].to(ct), out[:, :, sl].to(ct)
-        u, hq = _project(qc, w)
-        e = torch.exp(u - (hq + qmax[:, :, sl, None]))
+        u, hq = _project(qc, ws_t)
+        e = u.sub_(hq + qmax[:, :, sl, None]).exp_()
         dnd = torch.cat([gc, -(gc * oc).sum(-1, keepdim=True)], dim=-1) / den[:, :, sl, None]  # [dnum | dden]
-        dq[:, :, sl] = _input_grad(qc, (dnd @ sz_t) * e, w1).to(q.dtype)
+        dq[:, :, sl] = _input_grad(qc, (dnd @ sz_t).mul_(e), w1).to(q.dtype)
         d_sz += e.transpose(-1, -2) @ dnd + eps * dnd.sum(dim=-2, keepdim=True)
     d_s = d_sz[..., :d]
     eps_dv = eps * d_s.sum(dim=-2, keepdim=True)
     for start in range(0, k.shape[2], chunk):
         sl = slice(start, start + chunk)
         kc, vc = k[:, :, sl].to(ct), v[:, :, sl].to(ct)
-        u, hk = _project(kc, w)
-        e = torch.exp(u - (hk + kmax[:, :, None, None]))
+        u, hk = _project(kc, ws_t)
+        e = u.sub_(hk + kmax[:, :, None, None]).exp_()
         dv[:, :, sl] = (e @ d_s + eps_dv).to(v.dtype)
-        dk[:, :, sl] = _input_grad(kc, (_with_ones(vc) @ d_sz.transpose(-1, -2)) * e, w1).to(k.dtype)
+        dk[:, :, sl] = _input_grad(kc, (_with_ones(vc) @ d_sz.transpose(-1, -2)).mul_(e), w1).to(k.dtype)
     return dq, dk, dv
