@@ -38,6 +38,27 @@ def test_bad_inputs_raise_clear_errors(make, error, match):
         favor_attention(*make(*_inputs()))
 
 
+def test_limits_are_defined_once_and_exported():
+    """trackformer.kernels exports the FAVOR+ limits; the op and the module share its checks."""
+    import trackformer.kernels as kernels
+    from trackformer.kernels.favor import limits
+    from trackformer.nn.attention import FavorAttention
+
+    assert kernels.HEAD_DIMS is limits.HEAD_DIMS is op.HEAD_DIMS == (16, 32, 64, 128)
+    assert kernels.MAX_FEATURES is op.MAX_FEATURES == 512
+    for m in (16, 256, 512):
+        kernels.check_features(m)
+    for m in (0, 8, 40, 528, 16.0, True):
+        with pytest.raises(ValueError, match="multiple of 16 in"):
+            kernels.check_features(m)
+    with pytest.raises(ValueError, match=r"head_dim D must be one of \(16, 32, 64, 128\), got 24"):
+        kernels.check_head_dim(24)
+    with pytest.raises(ValueError, match="nb_features must be a multiple of 16"):
+        FavorAttention(64, 4, nb_features=40)
+    with pytest.raises(ValueError, match="d_model / n_heads = 96 / 4 must be one of"):
+        FavorAttention(96, 4)
+
+
 def test_bad_eps_and_device_mismatch():
     q, k, v, w = _inputs()
     for eps in (-1.0, float("nan"), float("inf"), "1e-4"):

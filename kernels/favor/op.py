@@ -17,11 +17,10 @@ import os
 import torch
 
 from . import chunked
+from .limits import HEAD_DIMS, MAX_FEATURES, check_features, check_head_dim, check_triton_length
 from .reference import favor_attention_reference, favor_features_reference, math_dtype
 
-HEAD_DIMS = (16, 32, 64, 128)
-MAX_FEATURES = 512
-MAX_TRITON_LENGTH = 65535 * 32  # CUDA grid y limit × the smallest row tile of the query-side kernels
+__all__ = ["HEAD_DIMS", "MAX_FEATURES", "favor_attention", "favor_features"]  # the limits re-exported for callers
 BACKENDS = ("auto", "triton", "chunked", "reference")
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -45,10 +44,7 @@ def _check_projection(projection, d: int, device: torch.device) -> None:
         raise ValueError(f"projection must have shape (m, D={d}), got {tuple(projection.shape)}")
     if projection.dtype not in _FLOATS:
         raise TypeError(f"projection must be float32/float16/bfloat16/float64, got {projection.dtype}")
-    m = projection.shape[0]
-    if m % 16 or not 16 <= m <= MAX_FEATURES:
-        raise ValueError(f"the number of random features m must be a multiple of 16 in [16, {MAX_FEATURES}], "
-                         f"got m={m}")
+    check_features(projection.shape[0])
     if projection.device != device:
         raise ValueError(f"projection is on {projection.device} but the inputs are on {device}; move it")
     if projection.requires_grad and torch.is_grad_enabled():
@@ -81,8 +77,7 @@ def _check_inputs(q, k, v, projection, eps) -> None:
         raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} must agree in batch, heads and head_dim")
     if b < 1 or h < 1 or lq < 1 or k.shape[2] < 1:
         raise ValueError(f"empty input: q {tuple(q.shape)}, k {tuple(k.shape)} (every dimension must be >= 1)")
-    if d not in HEAD_DIMS:
-        raise ValueError(f"head_dim D must be one of {HEAD_DIMS}, got {d}")
+    check_head_dim(d)
     _check_projection(projection, d, q.device)
     _check_eps(eps)
 
@@ -184,9 +179,8 @@ def favor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projectio
                                   "trackformer's encoder is non-causal (causal=False)")
     _check_inputs(q, k, v, projection, eps)
     backend = _backend(q.device)
-    if backend == "triton" and max(q.shape[2], k.shape[2]) > MAX_TRITON_LENGTH:
-        raise ValueError(f"the Triton FAVOR+ kernels take sequences of up to {MAX_TRITON_LENGTH} rows (CUDA grid "
-                         f"limit), got Lq={q.shape[2]}, Lk={k.shape[2]}; split the sequence")
+    if backend == "triton":
+        check_triton_length(q.shape[2], k.shape[2])
     if backend == "reference":
         return favor_attention_reference(q, k, v, projection, eps=eps)
     return _favor_attention_op(q, k, v, projection, float(eps), backend)[0]

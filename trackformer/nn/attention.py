@@ -4,8 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trackformer.kernels import favor_attention, orthogonal_random_features
-from trackformer.kernels.favor.op import HEAD_DIMS, MAX_FEATURES
+from trackformer.kernels import check_features, check_head_dim, favor_attention, orthogonal_random_features
 
 ATTENTIONS = ("favor", "softmax")
 
@@ -27,10 +26,9 @@ class FavorAttention(nn.Module):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         d_head = d_model // n_heads
-        if attention == "favor" and d_head not in HEAD_DIMS:
-            raise ValueError(f"FAVOR+ needs d_model / n_heads in {HEAD_DIMS}, got {d_model} / {n_heads} = {d_head}")
-        if attention == "favor" and (nb_features % 16 or not 16 <= nb_features <= MAX_FEATURES):
-            raise ValueError(f"nb_features must be a multiple of 16 in [16, {MAX_FEATURES}], got {nb_features}")
+        if attention == "favor":
+            check_head_dim(d_head, f"FAVOR+'s head dim d_model / n_heads = {d_model} / {n_heads}")
+            check_features(nb_features, "nb_features")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.d_model, self.n_heads, self.d_head, self.attention = d_model, n_heads, d_head, attention
