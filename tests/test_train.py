@@ -202,6 +202,8 @@ def test_sigterm_stops_after_the_step_with_checkpoint(tmp_path, monkeypatch):
 class _Halves(torch.nn.Module):
     """A fixed "separator" without masks: two outputs, 0.7 and 0.3 of the mixture plus a little of it delayed."""
 
+    has_masks, channels = False, None
+
     def __init__(self):
         super().__init__()
         self.unused = torch.nn.Parameter(torch.zeros(1))

@@ -104,6 +104,8 @@ class ConvTasNet(nn.Module):
         self._config = dict(ints, msk_activate=msk_activate)
         self.n_sources = n_sources
         self.sample_rate = sample_rate
+        self.channels = None  # any channel count: each channel is separated on its own (the Separator protocol)
+        self.has_masks = False
         self.enc_kernel_size = enc_kernel_size
         self.enc_stride = enc_kernel_size // 2
         self.enc_num_feats = enc_num_feats

@@ -163,9 +163,16 @@ class PerformerSeparator(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # Audio-MAE pre-training only
 
+    has_masks = True  # spectrogram() and forward(return_masks=True): the Separator protocol
+
     @property
     def sample_rate(self) -> int:
         return self.config.sample_rate
+
+    @property
+    def channels(self) -> int:
+        """The channel count C the model takes and returns."""
+        return self.config.channels
 
     def num_parameters(self, *, include_pretraining: bool = False) -> int:
         """Parameter count of the separator, without the MAE-only ``mask_token`` / ``mae_head`` by default."""

@@ -24,8 +24,8 @@ class TrainConfig:
     A run stops at ``max_steps`` optimizer steps, or after ``epochs`` epochs of ``examples_per_epoch`` examples,
     whichever comes first (at least one must be set), or when ``max_minutes`` of wall time are used up.
     ``valid_examples=0`` turns validation off. ``stems_per_mixture`` and ``stem_gain_db`` (``[lo, hi]`` dB) are the
-    training data's stem augmentations (:class:`trackformer.data.MixitPairs`; data with stems only). ``model_config`` keys are those of the model
-    (``trackformer.models.build_model``); ``sample_rate`` (and ``channels`` for the Performer) are filled in
+    training data's stem augmentations (:class:`trackformer.data.MixitPairs`). ``model_config`` keys are those of
+    the model (``trackformer.registry.build_model``); ``sample_rate`` (and ``channels`` for the Performer) are filled in
     from this config and must agree with it when given.
     """
 

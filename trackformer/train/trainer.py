@@ -372,7 +372,7 @@ class Trainer:
         model = build_model(name, spec).to(device)
         if self.stage == "pretrain" and not isinstance(model, PerformerSeparator):
             raise ValueError(f"model {name!r} has no Audio-MAE pre-training (pretrain_loss); use 'performer'")
-        if cfg.diversity_weight > 0 and not isinstance(model, PerformerSeparator):
+        if cfg.diversity_weight > 0 and not model.has_masks:
             raise ValueError(f"diversity_weight needs a mask-based model ('performer'), not {name!r}")
         optimizer = self._optimizer(model, device)
         state = _RunState(name, spec, model, optimizer,

@@ -5,7 +5,6 @@ from torch import nn
 
 from trackformer.metrics import SILENT_RMS, effective_mask_count, mask_overlap, separation_scores
 from trackformer.mixit import mixit_loss
-from trackformer.models import PerformerSeparator
 from trackformer.train.config import TrainConfig
 
 
@@ -50,7 +49,7 @@ def validate(model: nn.Module, loader, stage: str, config: TrainConfig) -> dict:
         if stage == "pretrain":
             means.add("loss", model.pretrain_loss(mixture, mask_ratio=config.mae_mask_ratio, generator=generator))
             continue
-        if isinstance(model, PerformerSeparator):  # the mask model
+        if model.has_masks:
             estimates, masks = model(mixture, return_masks=True)
             mag = model.spectrogram(mixture).abs()
             for value in effective_mask_count(masks, mag):
