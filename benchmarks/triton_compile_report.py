@@ -116,7 +116,13 @@ def jobs(d: int, m: int, dtype: str):
             state["VALUE_DTYPE"] = triton_fwd.bounded_dot_dtype(TORCH_TYPES[dtype])
         yield kernel, state, warps, stages
     yield triton_fwd._kv_reduce_kernel, {"D": d, "BLOCK_M": bm, "BLOCK_P": 64}, 4, 1
+    staged = triton_fwd.staged_features(m, d, TORCH_TYPES[dtype])
+    if staged:
+        yield (triton_fwd._attend_staged_kernel, {"D": d, "BLOCK_L": triton_fwd.STAGED_BLOCK_L, "BLOCK_M": staged,
+                                                  "INPUT_PRECISION": prec}, 8, 2)
     for kernel in (triton_fwd._attend_kernel, triton_bwd._dq_kernel, triton_bwd._dkv_kernel):
+        if kernel is triton_fwd._attend_kernel and staged:
+            continue
         for cfg in triton_fwd.keep_configs(triton_fwd.row_configs(interpreter=False), prec):
             yield kernel, {"D": d, "BLOCK_M": bm, "INPUT_PRECISION": prec, **cfg.kwargs}, cfg.num_warps, cfg.num_stages
 

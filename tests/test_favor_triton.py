@@ -151,9 +151,10 @@ def test_autotune_key_has_a_length_bucket_and_fp32_times_only_unspilled_tiles():
     assert triton_fwd.keep_configs(configs, "tf32") == configs
 
 
-def test_forward_and_backward_take_six_launches_and_no_torch_reductions(monkeypatch):
-    """kv partial, kv reduce, attend; dS partial, dq (+ dS reduce), dk/dv: the split reductions live in the
-    kernels (no torch.sum launches between them)."""
+@pytest.mark.parametrize("m,attend", [(80, "_attend_kernel"), (48, "_attend_staged_kernel")])
+def test_forward_and_backward_take_six_launches_and_no_torch_reductions(monkeypatch, m, attend):
+    """kv partial, kv reduce, attend (W, S staged per program when m fits, else streamed per tile); dS partial,
+    dq (+ dS reduce), dk/dv: the split reductions live in the kernels (no torch.sum launches between them)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from trackformer.kernels.favor import triton_bwd
@@ -182,11 +183,11 @@ def test_forward_and_backward_take_six_launches_and_no_torch_reductions(monkeypa
             return func(*args, **(kwargs or {}))
 
     q, k, v = (torch.randn(1, 2, 70, 16, requires_grad=True) for _ in range(3))
-    w = orthogonal_random_features(80, 16)
+    w = orthogonal_random_features(m, 16)
     with Reductions() as mode:
         out = favor_attention(q, k, v, w)
         torch.autograd.grad(out, (q, k, v), torch.ones_like(out))
-    assert launches == ["_kv_partial_kernel", "_kv_reduce_kernel", "_attend_kernel", "_dstate_kernel", "_dq_kernel",
+    assert launches == ["_kv_partial_kernel", "_kv_reduce_kernel", attend, "_dstate_kernel", "_dq_kernel",
                         "_dkv_kernel"]
     assert mode.seen == []
 

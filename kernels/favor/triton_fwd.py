@@ -11,7 +11,9 @@ Three launches, all math in float32 (inputs are converted right after loading):
    (B·H), and each block's Σ_r S_r, Σ_r z_r for the eps terms of step 3.
 3. ``_attend_kernel``, grid (B·H, L-tiles): per query tile, streams feature blocks with an online row max
    (flash-attention style), out = (Σ_r exp(u_r − h − max) S_r + eps Σ_r S_r) / (Σ_r exp(u_r − h − max) z_r
-   + eps Σ_r z_r); the two eps sums add up the reduce kernel's per-block sums.
+   + eps Σ_r z_r); the two eps sums add up the reduce kernel's per-block sums. When every feature fits in one
+   on-chip block (``staged_features``), ``_attend_staged_kernel`` runs instead, grid (B·H, L-splits): W, S and
+   z loaded once per program for its run of query tiles, φ = exp(u − h − max) + eps in one step.
 The m^(-1/2) factor of φ cancels in the ratio and is omitted (as in ``chunked``).
 """
 
@@ -53,6 +55,19 @@ def state_launch(m: int, d: int, dtype: torch.dtype, *, half_dot: bool = False) 
     if half_dot and dtype != torch.float32 and d <= 64:
         return {"BLOCK_M": block_m, "BLOCK_L": 64, "num_warps": 8, "num_stages": 3}
     return {"BLOCK_M": block_m, "BLOCK_L": 32, "num_warps": 8, "num_stages": 2}
+
+
+# ``_attend_staged_kernel`` keeps W, S and z on chip per program when next_pow2(m) ≤
+# STAGED_FEATURES[fp32 inputs?][D]: the largest blocks that compile for sm_90 in 32-row tiles, 8 warps, without
+# spills (at D = 64, m = 256, bf16: 128 registers, 164 KiB shared memory; benchmarks/triton_compile_report.py).
+STAGED_FEATURES = {False: {16: 128, 32: 128, 64: 256, 128: 128}, True: {16: 64, 32: 64, 64: 128, 128: 64}}
+STAGED_BLOCK_L = 32
+
+
+def staged_features(m: int, d: int, dtype: torch.dtype) -> int:
+    """The staged attend kernel's feature block (next_pow2(m)) when W, S and z fit on chip, else 0."""
+    block = triton.next_power_of_2(m)
+    return block if block <= STAGED_FEATURES[dtype == torch.float32][d] else 0
 
 
 _TL_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
@@ -249,6 +264,37 @@ def _attend_kernel(Q, W, S, Z, SSUM_PART, ZSUM_PART, OUT, QMAX, DEN, L, L_BUCKET
     tl.store(DEN + bh * L + offs_l, den, mask=mask_l)
 
 
+@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
+def _attend_staged_kernel(Q, W, S, Z, OUT, QMAX, DEN, L, M, s, eps, TILES_PER_SPLIT, H, Q_SB, Q_SH, Q_SL,
+                          D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
+                          INPUT_PRECISION: tl.constexpr):
+    """``_attend_kernel`` for m ≤ BLOCK_M: W and the head's S, z are loaded once per program (kept on chip over
+    its run of query tiles), and with every feature in one block the row max is known before the exp, so
+    out = (φ S) / (φ·z) with φ = exp(u − h − max) + eps directly (no online rescaling, no eps sums)."""
+    bh = tl.program_id(0).to(tl.int64)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, D)
+    mask_m, w, sb, zb = load_feature_block(W, S, Z, bh, offs_m, offs_d, M, D)
+    ws = w * s
+    first = tl.program_id(1) * TILES_PER_SPLIT
+    last = tl.minimum(first + TILES_PER_SPLIT, tl.cdiv(L, BLOCK_L))
+    for t in range(first, last):
+        offs_l = t * BLOCK_L + tl.arange(0, BLOCK_L)
+        mask_l = offs_l < L
+        qt = tl.load(Q + tile_offsets(bh, t * BLOCK_L, H, Q_SB, Q_SH, Q_SL, BLOCK_L, D), mask=mask_l[:, None],
+                     other=0.0).to(tl.float32)
+        u = tl.where(mask_m[None, :], tl.dot(qt, tl.trans(ws), input_precision=INPUT_PRECISION), float("-inf"))
+        row_max = tl.max(u, axis=1)
+        phi = tl.exp(u - (tl.sum(qt * qt, axis=1) * (s * s * 0.5) + row_max)[:, None]) + eps
+        phi = tl.where(mask_m[None, :], phi, 0.0)
+        num = tl.dot(phi, sb, input_precision=INPUT_PRECISION)
+        den = tl.sum(phi * zb[None, :], axis=1)
+        out_ptrs = bh * L * D + offs_l[:, None] * D + offs_d[None, :]
+        tl.store(OUT + out_ptrs, (num / den[:, None]).to(OUT.dtype.element_ty), mask=mask_l[:, None])
+        tl.store(QMAX + bh * L + offs_l, row_max, mask=mask_l)
+        tl.store(DEN + bh * L + offs_l, den, mask=mask_l)
+
+
 def row_strides(x: torch.Tensor) -> tuple[int, int, int]:
     """Batch, head and row strides of a (B, H, L, D) tensor whose last dimension is contiguous."""
     if x.stride(3) != 1:
@@ -297,6 +343,14 @@ def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: tor
     out = new_output(q.shape, dtype=q.dtype, device=q.device)
     qmax = new_output((b, h, length), dtype=torch.float32, device=q.device)
     den = new_output((b, h, length), dtype=torch.float32, device=q.device)
+    staged = staged_features(m, d, q.dtype)
+    if staged:
+        per_split, n_split = split_rows(length, STAGED_BLOCK_L, b * h, q.device)
+        _attend_staged_kernel[(b * h, n_split)](
+            q, w, state_s, state_z, out, qmax, den, length, m, d ** -0.25, eps, per_split, h, *row_strides(q),
+            D=d, BLOCK_L=STAGED_BLOCK_L, BLOCK_M=staged, INPUT_PRECISION=precision(q.dtype), num_warps=8,
+            num_stages=2)
+        return out, qmax, den
     grid = lambda meta: (b * h, triton.cdiv(length, meta["BLOCK_L"]))
     _attend_kernel[grid](q, w, state_s, state_z, *sums, out, qmax, den, length, length_bucket(length), m,
                          sums[1].shape[1], d ** -0.25, eps, h, *row_strides(q),
