@@ -91,7 +91,7 @@ def evaluation_dir(out_root: str, checkpoint: str, label: str) -> str:
 
 def _cmd_evaluate(args) -> int:
     from trackformer import pretrained
-    from trackformer.evaluate import format_table, run_evaluation
+    from trackformer.evaluate import BASELINES, format_comparison, format_table, run_evaluation
     from trackformer.train.distributed import resolve_device
 
     if len(args.paths) == 2 and args.checkpoint is not None:
@@ -103,8 +103,13 @@ def _cmd_evaluate(args) -> int:
     out_dir = evaluation_dir(args.output, checkpoint, pretrained.model_label(name))
     result = run_evaluation(checkpoint, data, segment_seconds=args.segment, n=args.n, split=args.split,
                             stems=args.stems, out_dir=out_dir, device=resolve_device(args.device),
-                            progress=not args.quiet)
+                            whole_song=args.whole_song, chunk_seconds=args.chunk_seconds,
+                            baselines=() if args.no_baselines else BASELINES, progress=not args.quiet)
     print(format_table(result["summary"]))
+    if result.get("baselines"):
+        rows = {"model": result["summary"], **{k: v["summary"] for k, v in result["baselines"].items()}}
+        print(f"\nbeside the non-learned baselines ({result['mode']}, windows of {result['chunk_seconds']:g} s):\n"
+              + format_comparison(rows))
     print(f"{len(result['segments'])} segments of {args.segment:g} s from {result['songs']} songs "
           f"({result['skipped_silent']} silent segments skipped; {result['songs_skipped']} songs unusable) "
           f"in {result['seconds']:.1f} s")
@@ -223,6 +228,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="references: auto = a song's own stems if at most 4, else (MoisesDB) summed into "
                         "vocals/drums/bass/other (default); musdb = always grouped; as-is = never (songs with "
                         "more than 4 stems are skipped)")
+    p.add_argument("--whole-song", action="store_true",
+                   help="separate each song once, whole (as `separate` does), then score its segments")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="separation window (default: the checkpoint's training segment, as `separate`)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip the mixture / 8-band split / oracle ideal-ratio-mask rows")
     p.add_argument("-o", "--output", default=os.path.join("outputs", "evaluate"),
                    help="folder for the results; each model gets DIR/<model>/ (default outputs/evaluate)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
