@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from trackformer.kernels.favor.op import HEAD_DIMS, MAX_FEATURES
+from trackformer.kernels import check_features, check_head_dim
 from trackformer.models._checks import check_mixture
 from trackformer.models.bandsplit import BandHeads, BandSplit, DualPathBlock, mel_band_edges
 from trackformer.models.stft import istft, stft
@@ -78,12 +78,10 @@ class SeparatorConfig:
                              f"frequency bins of n_fft={self.n_fft}")
         if self.attention not in ("favor", "softmax"):
             raise ValueError(f"SeparatorConfig.attention must be 'favor' or 'softmax', got {self.attention!r}")
-        if self.attention == "favor" and self.d_model // self.n_heads not in HEAD_DIMS:
-            raise ValueError(f"SeparatorConfig: FAVOR+ needs d_model / n_heads in {HEAD_DIMS}, got "
-                             f"{self.d_model} / {self.n_heads}")
-        if self.nb_features % 16 or self.nb_features > MAX_FEATURES:
-            raise ValueError(f"SeparatorConfig.nb_features must be a multiple of 16 up to {MAX_FEATURES}, "
-                             f"got {self.nb_features}")
+        if self.attention == "favor":
+            check_head_dim(self.d_model // self.n_heads,
+                           f"SeparatorConfig: the FAVOR+ head dim d_model / n_heads = {self.d_model} / {self.n_heads}")
+        check_features(self.nb_features, "SeparatorConfig.nb_features")
 
     @property
     def n_freqs(self) -> int:
