@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 from test_separate import RATE, tiny_performer, write_checkpoint
 from torch import nn
 
@@ -279,20 +280,33 @@ def test_bench(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_demo_end_to_end_with_synthetic_fallback(tmp_path, capsys, monkeypatch):
-    """The whole demo with a 3-second training budget, as on a machine without fluidsynth (≈ 25 s)."""
+    """The whole demo with a 3-second training budget, as on a machine without a soundfont (≈ 25 s)."""
 
-    def no_fluidsynth(path=None):
-        raise RuntimeError("fluidsynth was not found on PATH")
+    def no_soundfont(path=None):
+        raise FileNotFoundError("soundfont 'timgm6mb' is not installed")
 
-    monkeypatch.setattr(trackformer.data, "find_fluidsynth", no_fluidsynth)
+    monkeypatch.setattr(trackformer.data, "find_soundfont", no_soundfont)
     out = tmp_path / "demo"
     rc, stdout, err = run_cli(capsys, "demo", "-o", str(out), "--minutes", "0.05", "--songs", "4", "--device", "cpu")
     assert rc == 0, err
-    assert "synthetic music instead of Bach chorales" in stdout
+    assert "synthetic music instead" in stdout
     assert "SI-SNRi one-to-one" in stdout and "SI-SNRi MixIT-style" in stdout
     assert (out / "model.pt").is_file() and (out / "separated" / "heldout_mix" / "masks.png").is_file()
     scores = json.loads((out / "demo.json").read_text())["scores"]
     assert scores["n_active_refs"] >= 1 and np.isfinite(scores["one_to_one_sisnri"])
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_generated_songs(tmp_path, capsys):
+    """The demo as on a fresh machine: generated songs rendered with TinySoundFont, the shipped recipe."""
+    pytest.importorskip("tinysoundfont")
+    out = tmp_path / "demo"
+    rc, stdout, err = run_cli(capsys, "demo", "-o", str(out), "--minutes", "0.05", "--songs", "4", "--device", "cpu")
+    assert rc == 0, err
+    assert "4 generated songs rendered" in stdout and "synthetic" not in stdout
+    config = yaml.safe_load((out / "run" / "config.yaml").read_text())
+    assert config["stems_per_mixture"] == 2 and config["data"] == "moisesdb"
+    assert f"--checkpoint {out / 'model.pt'}" in stdout
 
 
 def test_separate_reads_m4a_through_pyav(tmp_path, capsys, checkpoint):

@@ -397,3 +397,16 @@ def test_cuda_training_with_amp_resumes_exactly(tmp_path, amp):
     assert_same_state(a["model"]["state"], b["model"]["state"], atol=1e-6 + 0.01 * moved)
     model, _ = load_model(resumed)  # map_location cpu
     assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(stems_per_mixture=0), "stems_per_mixture"),
+    (dict(stems_per_mixture=True), "stems_per_mixture"),
+    (dict(stem_gain_db=[6.0, -6.0]), "stem_gain_db"),
+    (dict(stem_gain_db=[0.0]), "stem_gain_db"),
+    (dict(stem_gain_db="loud"), "stem_gain_db"),
+])
+def test_stem_augmentation_fields_are_validated(changes, match):
+    with pytest.raises(ValueError, match=match):
+        preset("default").replace(**changes)
+    assert preset("default").stems_per_mixture == 2 and preset("default").stem_gain_db == [-6.0, 6.0]

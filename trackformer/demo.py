@@ -1,14 +1,16 @@
 """``trackformer demo`` (``make demo``): the whole pipeline on a fresh CPU machine in about ten minutes.
 
 Stages, each a function:
-  1. :func:`prepare_data`  render a small Bach-chorale set (music21 + FluidSynth, 16 kHz, 4 stems per song) into
-     ``out/chorales``; without fluidsynth, fall back to synthetic 4-stem music and say so;
-  2. :func:`train_model`   MixIT training of the "tiny-cpu" Performer preset for a fixed wall-time budget;
+  1. :func:`prepare_data`  render generated multi-instrument songs (drums, bass, chords, lead, ...; 2-6 stems,
+     TinySoundFont + the TimGM6mb soundfont of the pretty-midi wheel, 16 kHz) into ``out/songs``; without
+     tinysoundfont or a soundfont, fall back to synthetic 4-stem music and say so;
+  2. :func:`train_model`   MixIT training with the recipe of the shipped model (preset "default") for a fixed
+     wall-time budget;
   3. :func:`separate_heldout` separate one mixture of a song the trainer never trained on (its validation part)
      and score the 8 outputs against the song's true stems (SI-SNRi, one-to-one and MixIT-style);
   4. :func:`report`        print where the stems, the picture and the JSON are.
 Everything is written under ``out`` (default ``outputs/demo``, gitignored); the checkpoint is copied to
-``out/model.pt``, the default of ``trackformer separate``.
+``out/model.pt`` (``trackformer separate SONG --checkpoint out/model.pt``).
 """
 
 import json
@@ -27,38 +29,36 @@ def _say(text: str) -> None:
 
 
 def prepare_data(out_dir: str, n_songs: int, *, sample_rate: int = SAMPLE_RATE) -> dict:
-    """Training data for the demo: {"data": "moisesdb", "root": folder} of rendered chorales, or
-    {"data": "synthetic"} (the trainer then draws synthetic songs itself) when fluidsynth, music21, pretty-midi
-    or a soundfont is missing."""
-    from trackformer.data import find_fluidsynth, render_chorales
+    """Training data for the demo: {"data": "moisesdb", "root": folder} of generated songs, or
+    {"data": "synthetic"} (the trainer then draws synthetic songs itself) when tinysoundfont or a soundfont is
+    missing."""
+    from trackformer.data import find_soundfont
+    from trackformer.data.songgen import render_songs
 
-    try:
-        find_fluidsynth()
-    except RuntimeError as err:
-        _say(f"fluidsynth is missing, so the demo uses synthetic music instead of Bach chorales ({err})")
-        return {"data": "synthetic"}
-    root = os.path.join(out_dir, "chorales")
+    root = os.path.join(out_dir, "songs")
     t0 = time.perf_counter()
     try:
-        summary = render_chorales(root, n=n_songs, sample_rate=sample_rate, workers=min(4, os.cpu_count() or 1),
-                                  progress=sys.stderr.isatty())
-    except (RuntimeError, FileNotFoundError) as err:  # music21 / pretty-midi / a soundfont missing
-        _say(f"cannot render chorales, so the demo uses synthetic music instead ({err})")
+        summary = render_songs(root, n=n_songs, soundfont=find_soundfont("timgm6mb"), sample_rate=sample_rate,
+                               seconds=30.0, progress=sys.stderr.isatty())
+    except (RuntimeError, FileNotFoundError) as err:  # tinysoundfont or the soundfont missing
+        _say(f"cannot render songs, so the demo uses synthetic music instead ({err})")
         return {"data": "synthetic"}
-    _say(f"{summary['rendered']} chorales rendered, {summary['existing']} already there, into {root} "
+    _say(f"{summary['rendered']} generated songs rendered, {summary['existing']} already there, into {root} "
          f"({time.perf_counter() - t0:.0f} s)")
     if summary["rendered"] + summary["existing"] < 4:
-        _say("too few chorales could be rendered; using synthetic music instead")
+        _say("too few songs could be rendered; using synthetic music instead")
         return {"data": "synthetic"}
     return {"data": "moisesdb", "root": root}
 
 
 def train_model(out_dir: str, data: dict, *, minutes: float, device: torch.device) -> str:
-    """Trains the tiny-cpu preset with MixIT for ``minutes`` of wall time; returns ``out/model.pt``."""
+    """Trains the shipped model's recipe (preset "default") with MixIT for ``minutes`` of wall time; returns
+    ``out/model.pt``."""
     from trackformer.train import fit, preset
 
-    config = preset("tiny-cpu").replace(run_dir=os.path.join(out_dir, "run"), max_minutes=minutes,
-                                        device=str(device), **data)
+    base = preset("tiny-cpu" if data["data"] == "synthetic" else "default")
+    config = base.replace(run_dir=os.path.join(out_dir, "run"), max_minutes=minutes, max_steps=None,
+                          device=str(device), **data)
     _say(f"training a {config.model_config['n_layers']}-layer Performer with MixIT on {device} for "
          f"{minutes:g} min ({config.data} data, {config.segment_seconds:g} s segments at {config.sample_rate} Hz)")
     last = fit(config)
@@ -123,7 +123,8 @@ def report(result: dict, out_dir: str, seconds: float) -> None:
     _say(f"stems:   {os.path.dirname(result['sources'][0])}/source_1.wav ... source_{len(result['sources'])}.wav")
     _say(f"picture: {result['picture']}")
     _say(f"scores:  {os.path.join(out_dir, 'demo.json')}")
-    _say(f"model:   {os.path.join(out_dir, 'model.pt')} (try `trackformer separate SONG.wav`)")
+    model = os.path.join(out_dir, "model.pt")
+    _say(f"model:   {model} (try `trackformer separate SONG.wav --checkpoint {model}`)")
     _say(f"done in {seconds / 60:.1f} min")
 
 

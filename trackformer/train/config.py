@@ -193,7 +193,18 @@ def _tiny_cpu() -> TrainConfig:
                        log_every=10, eval_every=200, checkpoint_every=200, run_dir="runs/tiny-cpu")
 
 
+def _default() -> TrainConfig:
+    """The recipe of the shipped model (trackformer/pretrained/default.pt; its model card says how it measured):
+    the tiny-cpu Performer with MixIT on generated multi-instrument songs (``trackformer data render-songs``,
+    16 kHz), each MixIT mixture the sum of 1-2 stems of one song at random gains, cosine learning rate."""
+    return _tiny_cpu().replace(data="moisesdb", root="data/songs16k", segment_seconds=3.0, max_steps=None,
+                               max_minutes=52.0, lr_schedule="cosine", decay_steps=6500,
+                               stems_per_mixture=2, stem_gain_db=[-6.0, 6.0], valid_examples=8, eval_every=100_000,
+                               checkpoint_every=250, log_every=50, run_dir="runs/default")
+
+
 _PRESETS = {
+    "default": _default,
     "paper-3s": lambda: _paper(3.0),
     "paper-5s": lambda: _paper(5.0),
     "paper-10s": lambda: _paper(10.0),
