@@ -363,8 +363,9 @@ def test_cli_builds_the_config_and_trains(tmp_path, capsys):
     cfg = config_from_args(args)
     assert (cfg.max_steps, cfg.segment_seconds, cfg.model_config["ffn"]) == (2, 0.5, 32)
     assert args.func(args) == 0
-    assert load_checkpoint(str(tmp_path / "cli" / "checkpoints" / "last.pt"))["step"] == 2
-    assert "last checkpoint" in capsys.readouterr().out
+    payload = load_checkpoint(str(tmp_path / "cli" / "checkpoints" / "last.pt"))
+    assert (payload["step"], payload["reason"]) == (2, "max_steps=2")
+    assert "stopped by max_steps=2; last checkpoint" in capsys.readouterr().out
     args = parser.parse_args(["pretrain", "--preset", "tiny-cpu", "--root", "/x", "--data", "stems"])
     assert config_from_args(args).data == "stems" and args.func is not None
     with pytest.raises(SystemExit):

@@ -4,8 +4,9 @@ A checkpoint is one ``torch.save`` file holding a dict:
   format "trackformer-checkpoint", format_version, trackformer_version, stage ("mixit" | "pretrain"),
   model {name, config, state}, optimizer, scheduler, scaler (fp16 only, else None), rng (one entry per rank:
   torch, cuda, numpy, python), step, epoch, examples_in_epoch (global examples of the epoch already trained on),
-  world_size, config (the TrainConfig dict), metrics (the last validation, or {}), reason ("periodic", "done",
-  "max_minutes", "SIGTERM", "SIGINT"). Readers need only format, format_version, stage, step, config and model.
+  world_size, config (the TrainConfig dict), metrics (the last validation, or {}), reason ("periodic",
+  "max_steps=N", "epochs=N", "max_minutes", "SIGTERM", "SIGINT": why the run stopped there). Readers need only
+  format, format_version, stage, step, config and model.
 Files are written to a temporary file in the same folder, fsynced and renamed over the target, so a reader sees
 either the old or the new checkpoint, never a partial one. Reading (:func:`trackformer.registry.load_checkpoint`,
 :func:`~trackformer.registry.load_model`) lives in :mod:`trackformer.registry`, which inference imports alone.

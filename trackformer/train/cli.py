@@ -57,13 +57,15 @@ def config_from_args(args: argparse.Namespace):
 
 def _runner(stage: str):
     def run(args: argparse.Namespace) -> int:
-        from trackformer.train.trainer import fit, pretrain
+        from trackformer.train.trainer import Trainer
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         config = config_from_args(args)
-        path = (fit if stage == "train" else pretrain)(config, resume=args.resume)
+        trainer = Trainer(config, "mixit" if stage == "train" else "pretrain")
+        path = trainer.run(resume=args.resume)
         if os.environ.get("RANK", "0") == "0":  # under torchrun: once
-            print(f"last checkpoint: {path}")
+            again = " (continue with --resume)" if trainer.stop_reason in ("max_minutes", "SIGINT", "SIGTERM") else ""
+            print(f"stopped by {trainer.stop_reason}{again}; last checkpoint: {path}")
         return 0
 
     return run

@@ -197,8 +197,8 @@ def _default() -> TrainConfig:
     """The recipe of the shipped model (trackformer/pretrained/default.pt; its model card says how it measured):
     the tiny-cpu Performer with MixIT on generated multi-instrument songs (``trackformer data render-songs``,
     16 kHz), each MixIT mixture the sum of 1-2 stems of one song at random gains, cosine learning rate."""
-    return _tiny_cpu().replace(data="moisesdb", root="data/songs16k", segment_seconds=3.0, max_steps=None,
-                               max_minutes=52.0, lr_schedule="cosine", decay_steps=6500,
+    return _tiny_cpu().replace(data="moisesdb", root="data/songs16k", segment_seconds=3.0, max_steps=9000,
+                               lr_schedule="cosine",
                                stems_per_mixture=2, stem_gain_db=[-6.0, 6.0], valid_examples=8, eval_every=100_000,
                                checkpoint_every=250, log_every=50, run_dir="runs/default")
 

@@ -249,9 +249,14 @@ class Trainer:
                         self._save(state, "periodic", logger)
                 if state.batch_in_epoch >= self.steps_per_epoch:
                     state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        if stopped is not None:
-            log.info("stopping at step %d (%s); resume with resume=True / --resume", self.step, stopped)
-        path = self._save(state, stopped or "done", logger)
+        if stopped is None:  # the step budget, whichever of max_steps and epochs comes first
+            by_steps = cfg.max_steps is not None and self.step >= cfg.max_steps
+            stopped = f"max_steps={cfg.max_steps}" if by_steps else f"epochs={cfg.epochs}"
+            log.info("finished at step %d: %s reached", self.step, stopped)
+        else:
+            log.info("stopped at step %d by %s; continue with --resume", self.step, stopped)
+        self.stop_reason = stopped
+        path = self._save(state, stopped, logger)
         progress.close()
         logger.close()
         return path
