@@ -68,36 +68,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return data
 
 
-def _render(args) -> int:
+def _run_render(command: str, render, describe) -> int:
+    """Runs ``render()`` (a render summary with rendered / existing / skipped), prints ``describe(summary)`` and
+    the skipped pieces; exit code 2 for bad input or a missing tool, 1 when nothing is usable, else 0."""
     try:
-        s = render_chorales(args.out, n=args.n, sample_rate=args.sample_rate, seed=args.seed, workers=args.workers,
-                            soundfont=args.soundfont, backend=args.backend)
+        s = render()
     except (RuntimeError, FileNotFoundError, ValueError) as e:
-        print(f"trackformer data render-chorales: {e}", file=sys.stderr)
+        print(f"trackformer data {command}: {e}", file=sys.stderr)
         return 2
-    print(f"rendered {s['rendered']} songs ({s['audio_seconds'] / 60:.1f} min of 4-stem audio) in "
-          f"{s['wall_seconds']:.1f} s; {s['existing']} already there; {len(s['skipped'])} pieces skipped")
+    print(f"{describe(s)} in {s['wall_seconds']:.1f} s; {s['existing']} already there; {len(s['skipped'])} skipped")
     for name, reason in s["skipped"]:
         print(f"  skipped {name}: {reason}")
     return 0 if s["rendered"] + s["existing"] else 1
+
+
+def _render(args) -> int:
+    return _run_render("render-chorales", lambda: render_chorales(
+        args.out, n=args.n, sample_rate=args.sample_rate, seed=args.seed, workers=args.workers,
+        soundfont=args.soundfont, backend=args.backend),
+        lambda s: f"rendered {s['rendered']} songs ({s['audio_seconds'] / 60:.1f} min of 4-stem audio)")
 
 
 def _render_songs(args) -> int:
     from trackformer.data.render import find_soundfont
     from trackformer.data.songgen import render_songs
 
-    try:
-        s = render_songs(args.out, n=args.n, soundfont=find_soundfont(args.soundfont), split=args.split,
-                         seed=args.seed, sample_rate=args.sample_rate, seconds=args.seconds,
-                         max_stems=args.max_stems)
-    except (RuntimeError, FileNotFoundError, ValueError) as e:
-        print(f"trackformer data render-songs: {e}", file=sys.stderr)
-        return 2
-    print(f"rendered {s['rendered']} songs in {s['wall_seconds']:.1f} s; {s['existing']} already there; "
-          f"{len(s['skipped'])} skipped")
-    for name, reason in s["skipped"]:
-        print(f"  skipped {name}: {reason}")
-    return 0 if s["rendered"] + s["existing"] else 1
+    return _run_render("render-songs", lambda: render_songs(
+        args.out, n=args.n, soundfont=find_soundfont(args.soundfont), split=args.split, seed=args.seed,
+        sample_rate=args.sample_rate, seconds=args.seconds, max_stems=args.max_stems),
+        lambda s: f"rendered {s['rendered']} songs")
 
 
 def open_dataset(root: str, **kwargs):
