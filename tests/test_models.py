@@ -39,6 +39,11 @@ def test_shapes_and_mixture_consistency(attention, b, c, t, frontend):
     torch.testing.assert_close(masks.sum(1), torch.ones_like(masks[:, 0]), rtol=0, atol=1e-5)
     assert _relative_error(est.sum(1), x) < 1e-4
     assert torch.equal(model.eval()(x), model(x))  # return_masks=False gives the same estimates
+    est2, masks2, mag = model(x, return_masks=True, return_magnitude=True)  # the STFT computed once
+    assert torch.equal(est2, model(x)) and torch.equal(masks2, masks)
+    torch.testing.assert_close(mag, model.spectrogram(x).abs(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="return_masks"):
+        model(x, return_magnitude=True)
 
 
 def test_outputs_are_not_trivial():

@@ -267,7 +267,7 @@ class MaskedBandSplit(nn.Module):
     def spectrogram(self, x):
         return stft(x, 256, 64, torch.hann_window(256))
 
-    def forward(self, x, return_masks=False):
+    def forward(self, x, return_masks=False, return_magnitude=False):
         spec = self.spectrogram(x)  # (B, C, F, L)
         low = (torch.fft.rfftfreq(256, 1 / RATE) < 1000).float()[:, None]
         masks = torch.zeros(x.shape[0], self.n_sources, *spec.shape[1:])
@@ -275,6 +275,8 @@ class MaskedBandSplit(nn.Module):
         masks = masks[:, torch.roll(torch.arange(self.n_sources), 3 * self.calls + 1)]
         self.calls += 1
         est = istft(masks * spec[:, None], 256, 64, torch.hann_window(256), x.shape[-1])
+        if return_magnitude:
+            return est, masks, spec.abs()
         return (est, masks) if return_masks else est
 
 

@@ -36,7 +36,8 @@ class Separator(Protocol):
 
     ``sample_rate``: the rate it was built for (Hz). ``channels``: the channel count C it requires, or None when it
     separates any count (each channel on its own). ``has_masks``: it also offers ``model.spectrogram(mixture)``
-    (complex (B, C, F, L)) and ``model(mixture, return_masks=True)`` → (estimates, masks (B, M, C, F, L)).
+    (complex (B, C, F, L)) and ``model(mixture, return_masks=True)`` → (estimates, masks (B, M, C, F, L)), with
+    ``return_magnitude=True`` also |X| (B, C, F, L) from the same STFT.
     """
 
     sample_rate: int

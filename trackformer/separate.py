@@ -144,9 +144,9 @@ def _run_model(model, x: torch.Tensor, channels: int | None, masks: bool):
         batch = x.expand(2, -1)[None]
     else:  # stereo input, mono model: each channel on its own, right outputs ordered like the left ones
         batch = x[:, None]
-    est, m = model(batch, return_masks=True) if masks else (model(batch), None)
+    est, m, mag = model(batch, return_masks=True, return_magnitude=True) if masks else (model(batch), None, None)
     est = est.float().cpu()
-    mag = model.spectrogram(batch).abs().cpu() if masks else None
+    mag = mag.cpu() if masks else None
     m = m.float().cpu() if masks else None
     if channels is None or channels == c:
         return est[0], (m[0] if masks else None), (mag[0] if masks else None)

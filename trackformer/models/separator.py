@@ -161,7 +161,7 @@ class PerformerSeparator(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # Audio-MAE pre-training only
 
-    has_masks = True  # spectrogram() and forward(return_masks=True): the Separator protocol
+    has_masks = True  # spectrogram() and forward(return_masks=True[, return_magnitude=True]): the Separator protocol
 
     @property
     def sample_rate(self) -> int:
@@ -226,11 +226,15 @@ class PerformerSeparator(nn.Module):
         return self.norm(h)
 
     # ----------------------------------------------------------------------------------------------- API
-    def forward(self, mixture: torch.Tensor, return_masks: bool = False):
+    def forward(self, mixture: torch.Tensor, return_masks: bool = False, return_magnitude: bool = False):
         """mixture (B, C, T) float -> estimates (B, M, C, T) in the mixture's dtype, exactly T samples.
 
-        With ``return_masks=True`` also returns the float32 masks (B, M, C, F, L), which sum to 1 over M.
+        With ``return_masks=True`` also returns the float32 masks (B, M, C, F, L), which sum to 1 over M; with
+        ``return_magnitude=True`` as well the mixture's magnitude spectrogram |X| (B, C, F, L) float32, the one
+        the masks apply to (what the mask metrics and the diversity loss weigh by), from the same STFT.
         """
+        if return_magnitude and not return_masks:
+            raise ValueError("return_magnitude=True needs return_masks=True")
         self._check(mixture)
         cfg = self.config
         t = mixture.shape[-1]
@@ -244,6 +248,8 @@ class PerformerSeparator(nn.Module):
             est_spec = masks * spec.unsqueeze(1)
         with nvtx_range("istft"):
             estimates = istft(est_spec, cfg.n_fft, cfg.hop, self.window.float(), t).to(mixture.dtype)
+        if return_magnitude:
+            return estimates, masks, spec.abs()
         return (estimates, masks) if return_masks else estimates
 
     def pretrain_loss(self, mixture: torch.Tensor, mask_ratio: float = 0.3,

@@ -111,14 +111,14 @@ class Objective(nn.Module):
             loss = self.model.pretrain_loss(mixture, mask_ratio=cfg.mae_mask_ratio)
             return loss, {"mae": loss.detach()}
         if cfg.diversity_weight > 0:
-            estimates, masks = self.model(mixture, return_masks=True)
+            estimates, masks, mag = self.model(mixture, return_masks=True, return_magnitude=True)
         else:
             estimates = self.model(mixture)
         with torch.autocast(mixture.device.type, enabled=False):
             loss = mixit_loss(estimates.float(), torch.stack((x1, x2), dim=1).float(), snr_max=cfg.snr_max)
             parts = {"mixit": loss.detach()}
             if cfg.diversity_weight > 0:
-                div = diversity_loss(masks, self.model.spectrogram(mixture).abs())
+                div = diversity_loss(masks, mag)
                 loss = loss + cfg.diversity_weight * div
                 parts["diversity"] = div.detach()
             if cfg.sparsity_weight > 0:

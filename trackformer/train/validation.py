@@ -50,8 +50,7 @@ def validate(model: nn.Module, loader, stage: str, config: TrainConfig) -> dict:
             means.add("loss", model.pretrain_loss(mixture, mask_ratio=config.mae_mask_ratio, generator=generator))
             continue
         if model.has_masks:
-            estimates, masks = model(mixture, return_masks=True)
-            mag = model.spectrogram(mixture).abs()
+            estimates, masks, mag = model(mixture, return_masks=True, return_magnitude=True)
             for value in effective_mask_count(masks, mag):
                 means.add("n_eff", value)
             for value in mask_overlap(masks, mag):
