@@ -57,8 +57,7 @@ def train_model(out_dir: str, data: dict, *, minutes: float, device: torch.devic
     from trackformer.train import fit, preset
 
     base = preset("tiny-cpu" if data["data"] == "synthetic" else "default")
-    config = base.replace(run_dir=os.path.join(out_dir, "run"), max_minutes=minutes, max_steps=None,
-                          device=str(device), **data)
+    config = base.replace(run_dir=os.path.join(out_dir, "run"), max_minutes=minutes, device=str(device), **data)
     _say(f"training a {config.model_config['n_layers']}-layer Performer with MixIT on {device} for "
          f"{minutes:g} min ({config.data} data, {config.segment_seconds:g} s segments at {config.sample_rate} Hz)")
     last = fit(config)
