@@ -257,6 +257,8 @@ class MaskedBandSplit(nn.Module):
     """Stand-in with masks (like the Performer): one-hot masks, output 0 below 1 kHz, output 1 above, the rest
     zero, permuted differently on every call; STFT 256 / 64."""
 
+    has_masks = True
+
     def __init__(self, n_sources: int = 8):
         super().__init__()
         self.sample_rate, self.n_sources = RATE, n_sources

@@ -85,9 +85,9 @@ def _as_float_audio(audio, name: str = "audio") -> np.ndarray:
 
 
 def model_channels(model: torch.nn.Module) -> int | None:
-    """The channel count a model requires (PerformerSeparator: its config), or None if it takes any."""
-    config = getattr(model, "config", None)
-    return getattr(config, "channels", None)
+    """The channel count a model requires (``model.channels``, :class:`trackformer.registry.Separator`), or None
+    if it takes any (also for a model that does not say)."""
+    return getattr(model, "channels", None)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -129,8 +129,9 @@ def crossfade(length: int, overlap: int, *, fade_in: bool, fade_out: bool) -> to
 
 
 def has_masks(model: torch.nn.Module) -> bool:
-    """Whether ``model`` exposes its masks: ``model.spectrogram(x)`` and ``model(x, return_masks=True)``."""
-    return hasattr(model, "spectrogram")
+    """Whether ``model`` exposes its masks (``model.has_masks``, :class:`trackformer.registry.Separator`):
+    ``model.spectrogram(x)`` and ``model(x, return_masks=True, return_magnitude=True)``."""
+    return bool(getattr(model, "has_masks", False))
 
 
 def _run_model(model, x: torch.Tensor, channels: int | None, masks: bool):
