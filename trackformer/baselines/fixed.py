@@ -13,7 +13,7 @@ mixture, like a separator's outputs.
 import numpy as np
 import torch
 
-from trackformer.models.stft import istft, stft
+from trackformer.models.stft import band_bin_edges, istft, stft
 
 
 def _window(n_fft: int) -> torch.Tensor:
@@ -26,13 +26,8 @@ def band_edges(n_bands: int, sample_rate: int, n_fft: int, lowest_edge_hz: float
     n_freqs = n_fft // 2 + 1
     if not 1 <= n_bands <= n_freqs:
         raise ValueError(f"n_bands must be in [1, {n_freqs}] for n_fft={n_fft}, got {n_bands}")
-    nyquist = sample_rate / 2
-    hz = np.geomspace(lowest_edge_hz, nyquist, n_bands)[:-1] if n_bands > 1 else np.array([])
-    edges = [0]
-    for i, f in enumerate(hz):
-        bin_ = int(round(f / nyquist * (n_freqs - 1)))
-        edges.append(min(max(bin_, edges[-1] + 1), n_freqs - (n_bands - 1 - i)))
-    return edges + [n_freqs]
+    inner = np.geomspace(lowest_edge_hz, sample_rate / 2, n_bands)[:-1] if n_bands > 1 else []
+    return band_bin_edges(list(inner), n_freqs, sample_rate)
 
 
 def band_split(mixture: torch.Tensor, sample_rate: int, *, n_bands: int = 8, n_fft: int = 1024, hop: int = 256,

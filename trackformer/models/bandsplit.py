@@ -18,21 +18,17 @@ import math
 import torch
 from torch import nn
 
-from trackformer.nn import FavorAttention
+from trackformer.models.stft import band_bin_edges
+from trackformer.nn import PreNormBlock
 
 
 def mel_band_edges(n_bands: int, n_freqs: int, sample_rate: int) -> list[int]:
     """Bin indices [0, e_1, ..., n_freqs] of ``n_bands`` bands evenly spaced on the mel scale (each >= 1 bin)."""
     if not 1 <= n_bands <= n_freqs:
         raise ValueError(f"n_bands must be in [1, {n_freqs}] (the number of frequency bins), got {n_bands}")
-    mel = lambda hz: 2595.0 * math.log10(1.0 + hz / 700.0)
-    top = mel(sample_rate / 2)
-    edges = [0]
-    for i in range(1, n_bands):
-        hz = 700.0 * (10 ** (top * i / n_bands / 2595.0) - 1.0)
-        b = round(hz / (sample_rate / 2) * (n_freqs - 1))
-        edges.append(min(max(b, edges[-1] + 1), n_freqs - (n_bands - i)))
-    return edges + [n_freqs]
+    top = 2595.0 * math.log10(1.0 + sample_rate / 2 / 700.0)  # Nyquist on the mel scale
+    return band_bin_edges([700.0 * (10 ** (top * i / n_bands / 2595.0) - 1.0) for i in range(1, n_bands)],
+                          n_freqs, sample_rate)
 
 
 class BandSplit(nn.Module):
@@ -71,33 +67,18 @@ class BandHeads(nn.Module):
         return torch.cat(outs, dim=-1)
 
 
-class _Sublayer(nn.Module):
-    """Pre-LN attention + FFN over the second-to-last axis of (N, S, d)."""
-
-    def __init__(self, d_model: int, n_heads: int, ffn: int, dropout: float, nb_features: int, attention: str):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(d_model)
-        self.attn = FavorAttention(d_model, n_heads, nb_features=nb_features, dropout=dropout, attention=attention)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.ffn = nn.Sequential(nn.Linear(d_model, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, d_model))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.dropout(self.ffn(self.norm2(x)))
-
-
 class DualPathBlock(nn.Module):
     """(B, K, L, d) -> (B, K, L, d): FAVOR+ along time within each band, then exact attention across bands."""
 
     def __init__(self, d_model: int, n_heads: int, ffn: int, dropout: float, nb_features: int, attention: str):
         super().__init__()
-        self.time = _Sublayer(d_model, n_heads, ffn, dropout, nb_features, attention)
-        self.band = _Sublayer(d_model, n_heads, ffn, dropout, nb_features, "softmax")
+        common = dict(ffn=ffn, dropout=dropout, nb_features=nb_features)
+        self.time = PreNormBlock(d_model, n_heads, attention=attention, **common)
+        self.band = PreNormBlock(d_model, n_heads, attention="softmax", **common)
 
     def redraw_features(self, generator: torch.Generator | None = None) -> bool:
         """Redraws the time attention's random features (training mode only); see FavorAttention."""
-        return self.time.attn.redraw_features(generator)
+        return self.time.redraw_features(generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, k, l, d = x.shape

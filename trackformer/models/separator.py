@@ -30,7 +30,7 @@ from trackformer.kernels import check_features, check_head_dim
 from trackformer.models._checks import check_mixture
 from trackformer.models.bandsplit import BandHeads, BandSplit, DualPathBlock, mel_band_edges
 from trackformer.models.stft import istft, stft
-from trackformer.nn import FavorAttention
+from trackformer.nn import PreNormBlock
 from trackformer.profiling import nvtx_range
 
 _LOG_EPS = 1e-5  # floor of the log-magnitude features: log(1e-5) = -11.5
@@ -109,29 +109,6 @@ def sinusoidal_positions(length: int, dim: int, *, device=None, dtype=torch.floa
     return torch.stack((angles.sin(), angles.cos()), dim=-1).reshape(length, dim).to(dtype)
 
 
-class EncoderBlock(nn.Module):
-    """Pre-LN Performer block: (B, L, d_model) -> (B, L, d_model)."""
-
-    def __init__(self, config: SeparatorConfig):
-        super().__init__()
-        d = config.d_model
-        self.norm1 = nn.LayerNorm(d)
-        self.attn = FavorAttention(d, config.n_heads, nb_features=config.nb_features, dropout=config.dropout,
-                                   attention=config.attention)
-        self.norm2 = nn.LayerNorm(d)
-        self.ffn = nn.Sequential(nn.Linear(d, config.ffn), nn.GELU(), nn.Dropout(config.dropout),
-                                 nn.Linear(config.ffn, d))
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))  # FavorAttention drops out its own output
-        return x + self.dropout(self.ffn(self.norm2(x)))
-
-    def redraw_features(self, generator: torch.Generator | None = None) -> bool:
-        """Redraws the attention's random features (training mode only); see FavorAttention."""
-        return self.attn.redraw_features(generator)
-
-
 class PerformerSeparator(nn.Module):
     """Mask-based separator: mixture (B, C, T) -> estimates (B, M, C, T); see the module docstring."""
 
@@ -155,7 +132,10 @@ class PerformerSeparator(nn.Module):
             self.mae_head = BandHeads(edges, config.channels, d, config.ffn, 1)  # Audio-MAE pre-training only
         else:
             self.input_proj = nn.Linear(n_in, d)
-            self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.n_layers))
+            self.blocks = nn.ModuleList(
+                PreNormBlock(d, config.n_heads, ffn=config.ffn, dropout=config.dropout,
+                             nb_features=config.nb_features, attention=config.attention)
+                for _ in range(config.n_layers))
             self.mask_head = nn.Linear(d, config.n_sources * n_in)
             self.mae_head = nn.Linear(d, n_in)  # Audio-MAE pre-training only
         self.norm = nn.LayerNorm(d)
@@ -272,7 +252,7 @@ class PerformerSeparator(nn.Module):
         chosen = torch.rand(b, l, generator=generator, device=mixture.device).topk(n_mask, dim=1).indices
         masked = torch.zeros(b, l, dtype=torch.bool, device=mixture.device).scatter_(1, chosen, True)
         h = self.input_proj(target.to(self.mask_token.dtype))
-        where = masked[:, None, :, None] if h.dim() == 4 else masked[..., None]  # band tokens: every band
+        where = masked[:, None, :, None] if self.config.frontend == "bandsplit" else masked[..., None]  # all bands
         h = torch.where(where, self.mask_token.to(h.dtype), h)
         h = self._encode(self._add_positions(h))
         with nvtx_range("mae_head"):

@@ -40,3 +40,16 @@ def stft_frames(x: torch.Tensor, a: int, b: int, n_fft: int, hop: int, window: t
     spec = torch.stft(seg.reshape(-1, seg.shape[-1]).float(), n_fft, hop, window=window, center=False,
                       return_complex=True)
     return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def band_bin_edges(inner_hz, n_freqs: int, sample_rate: int) -> list[int]:
+    """Bin indices [0, e_1, ..., n_freqs] of the bands whose inner boundaries are ``inner_hz`` (ascending, Hz) over
+    the ``n_freqs`` bins from 0 Hz to Nyquist: strictly increasing, every band at least one bin wide."""
+    n_bands = len(inner_hz) + 1
+    if n_bands > n_freqs:
+        raise ValueError(f"n_bands must be in [1, {n_freqs}] (the number of frequency bins), got {n_bands}")
+    edges = [0]
+    for i, hz in enumerate(inner_hz, start=1):
+        b = round(hz / (sample_rate / 2) * (n_freqs - 1))
+        edges.append(min(max(b, edges[-1] + 1), n_freqs - (n_bands - i)))
+    return edges + [n_freqs]
