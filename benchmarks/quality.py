@@ -4,11 +4,11 @@
         --checkpoint convtasnet=runs/b/checkpoints/last.pt --segment 10 --out outputs/quality [--whole-song]
 
 Every checkpoint and the baselines (the mixture itself, a split into 8 log-spaced frequency bands, the oracle
-ideal ratio mask on the first model's STFT) are scored on the same segments of each ``--test`` folder (MoisesDB
-layout, e.g. ``trackformer data render-songs --split test --soundfont musescore``: seeds and a soundfont no
-training set uses), with :func:`trackformer.evaluate.evaluate_songs` — windows of each checkpoint's training
-segment, cross-faded, as ``trackformer separate`` does. SI-SNRi is averaged over segments with >= 2 active
-stems only; segments with one active stem report SI-SNR (FUSS convention).
+ideal ratio mask; the last two on the first model's STFT) are scored on the same segments of each ``--test``
+folder (MoisesDB layout, e.g. ``trackformer data render-songs --split test --soundfont musescore``: seeds and a
+soundfont no training set uses), with :func:`trackformer.evaluate.evaluate_songs` — windows of each checkpoint's
+training segment, cross-faded, as ``trackformer separate`` does. SI-SNRi is averaged over segments with >= 2
+active stems only; segments with one active stem report SI-SNR (FUSS convention).
 
 Writes ``OUT/quality.json`` (``entries[name].summary.overall`` = the 2+ row, as benchmarks/readme_table.py
 reads it) and ``OUT/quality.md`` (one table per test set). Not a test: the numbers depend on the training.
@@ -25,7 +25,7 @@ from common import card_name, write_json  # noqa: E402
 
 from trackformer.data import MoisesDB  # noqa: E402
 from trackformer.evaluate import BASELINES, MULTI, evaluate_songs, format_comparison  # noqa: E402
-from trackformer.registry import load_checkpoint, load_model  # noqa: E402
+from trackformer.registry import load_model  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -49,13 +49,8 @@ def main(argv=None) -> int:
         name, sep, path = item.partition("=")
         if not sep:
             raise SystemExit(f"--checkpoint {item!r}: expected NAME=PATH")
-        model, info = load_model(path, map_location=device)
-        payload = load_checkpoint(path)
-        models[name] = (model, info, payload["step"])
-    first = next(iter(models.values()))[0]
-    rate = first.sample_rate
-    config = getattr(first, "config", None)  # the baselines use the first model's STFT (ConvTasNet: 1024 / 256)
-    n_fft, hop = getattr(config, "n_fft", 1024), getattr(config, "hop", 256)
+        models[name] = load_model(path, map_location=device)
+    rate = next(iter(models.values()))[0].sample_rate
     result = dict(card=card_name(device), segment=args.segment, sample_rate=rate, tests={}, entries={})
     tables = []
     for folder in args.test:
@@ -64,14 +59,14 @@ def main(argv=None) -> int:
             raise SystemExit(f"{folder}: no songs with at most 4 stems")
         rows, test = {}, {}
         modes = [False, True] if args.whole_song else [False]
-        for name, (model, info, step) in models.items():
+        for name, (model, info) in models.items():
             for whole in modes:
                 r = evaluate_songs(model, songs, segment_seconds=args.segment, n=args.n,
                                    chunk_seconds=info.get("segment_seconds"), whole_song=whole,
-                                   baselines=BASELINES if not rows else (), n_fft=n_fft, hop=hop, progress=True)
+                                   baselines=BASELINES if not rows else (), progress=True)
                 label = f"{name} ({'whole song' if whole else 'per segment'})" if args.whole_song else name
                 rows[label] = r["summary"]
-                test[label] = dict(summary=r["summary"], step=step, chunk_seconds=r["chunk_seconds"],
+                test[label] = dict(summary=r["summary"], step=info["step"], chunk_seconds=r["chunk_seconds"],
                                    params=sum(p.numel() for p in model.parameters()), seconds=r["seconds"])
                 for base, entry in r["baselines"].items():
                     rows[base] = entry["summary"]

@@ -196,7 +196,7 @@ def separation_scores(estimates, references, mixture, eps: float = 1e-8) -> dict
     one = pair[rows, cols]
     mixit_assign, mixit = _mixit_style(est_f, ref_f, eps)
 
-    chosen_ref, chosen_est = refs[active][rows].flatten(1).double(), est[cols].flatten(1).double()
+    chosen_ref, chosen_est = refs[active][rows].flatten(1), est[cols].flatten(1)  # float64 already
     sdr = 10 * torch.log10((chosen_ref.pow(2).sum(-1) + eps) / ((chosen_ref - chosen_est).pow(2).sum(-1) + eps))
     per_ref, o2o_map = [], [None] * k
     for i, j in enumerate(active):

@@ -81,7 +81,7 @@ class MixitPairs(Dataset):
         self.min_rms, self.random_gain_db, self.return_stems = float(min_rms), random_gain_db, return_stems
         self.deterministic, self.max_stems, self.max_tries = deterministic, max_stems, max_tries
         self.stem_gain_db, self.stems_per_mixture = stem_gain_db, stems_per_mixture
-        self.load_stems = return_stems or stem_gain_db is not None or stems_per_mixture is not None
+        self.needs_stems = return_stems or stem_gain_db is not None or stems_per_mixture is not None
         # cached per-song metadata: lengths in frames (from headers) → sampling weights
         self.lengths = np.array([s.num_frames for s in songs], dtype=np.int64)
         self.bad: set[int] = set()  # songs that failed to decode (per process)
@@ -109,7 +109,7 @@ class MixitPairs(Dataset):
                     song = int(rng.choice(len(self.songs), p=self._weights(exclude)))
                 start = int(rng.integers(0, max(self.lengths[song] - self.frames, 0) + 1))
                 try:
-                    if self.load_stems:
+                    if self.needs_stems:
                         stems = self.songs[song].load_stems(start, self.frames).numpy()
                         mix = stems.sum(0)  # numpy: single-threaded, no contention with torch's thread pool
                     else:  # summed straight into one buffer: a quarter of the memory traffic
