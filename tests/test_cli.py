@@ -99,6 +99,42 @@ def test_separate_end_to_end(tmp_path, capsys, checkpoint):
     assert (folder / "masks.png").is_file() and (folder / "separation.json").is_file()
 
 
+HIDE_MATPLOTLIB = """
+import sys
+
+
+class HideMatplotlib:  # as if the `plots` extra were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "matplotlib":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+
+sys.meta_path.insert(0, HideMatplotlib())
+from trackformer import cli
+
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_separate_without_matplotlib_writes_everything_but_the_picture(tmp_path, checkpoint):
+    rng = np.random.default_rng(3)
+    songs = [write_wav(tmp_path / f"song{i}.wav", 0.1 * rng.standard_normal((2, 6000))) for i in range(2)]
+    done = subprocess.run([sys.executable, "-c", HIDE_MATPLOTLIB, "separate", *songs, "-o", str(tmp_path / "out"),
+                           "--checkpoint", checkpoint, "--device", "cpu", "-q"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    hint = [line for line in done.stderr.splitlines() if "matplotlib" in line]
+    assert len(hint) == 1 and "pip install 'trackformer[plots]'" in hint[0] and "--no-plot" in hint[0], done.stderr
+    for i, song in enumerate(songs):
+        folder = tmp_path / "out" / "tiny" / f"song{i}"
+        total = sum(sf.read(folder / f"source_{k}.wav", always_2d=True)[0] for k in range(1, 9))
+        assert np.abs(total - sf.read(song, always_2d=True)[0]).max() < 8 / 2 ** 15  # 8 int16 roundings
+        record = json.loads((folder / "separation.json").read_text())
+        assert record["picture"] is None and "trackformer[plots]" in record["picture_skipped"]
+        assert record["effective_mask_count"] > 0 and not (folder / "masks.png").exists()
+    assert done.stdout.count("8 sources") == 2
+
+
 def test_separate_uses_the_shipped_model_by_default(tmp_path, capsys, checkpoint, monkeypatch):
     song = write_wav(tmp_path / "song.wav", 0.1 * np.random.default_rng(2).standard_normal((2, 4000)))
     monkeypatch.setattr(trackformer.pretrained, "PACKAGE_DIR", str(tmp_path / "pretrained"))

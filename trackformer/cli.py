@@ -54,10 +54,14 @@ def _cmd_separate(args) -> int:
                          "in two runs with different -o")
     model, info = load_separator(checkpoint, resolve_device(args.device))
     chunk, overlap = resolve_window(info, args.chunk_seconds, args.overlap, names=("--chunk-seconds", "--overlap"))
+    picture_note = None
     for song in args.songs:
         result = separate_file(model, song, out_dir, chunk_seconds=chunk, overlap_seconds=overlap,
                                filename=filename, ext=ext, sample_format=sample_format, plot=not args.no_plot,
                                progress=not args.quiet)
+        if result["picture_skipped"] and picture_note is None:  # said once, not once per song
+            picture_note = result["picture_skipped"]
+            print(f"masks.png skipped: {picture_note} (--no-plot skips it quietly)", file=sys.stderr)
         silent = [i + 1 for i in result["silent_outputs"]]
         clipped = (f"; {result['clipped_samples']} samples clipped to ±1, use --float32 to keep them"
                    if result["clipped_samples"] else "")

@@ -2,11 +2,25 @@
 
 Each function draws on its own ``matplotlib.figure.Figure`` and writes one PNG (the Agg canvas, no display
 needed); pyplot is never imported, so a user's session keeps its matplotlib backend and its figures.
+matplotlib is the optional ``plots`` extra: callers ask :func:`unavailable` before drawing and skip the picture
+(after writing their results) with its one line.
 """
 
 import os
 
 import numpy as np
+
+INSTALL_HINT = "pip install 'trackformer[plots]'"
+
+
+def unavailable() -> str | None:
+    """None when matplotlib imports; otherwise one line saying so and how to get it (for the caller to print
+    when it skips a picture)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        return f"matplotlib is not installed ({err}): {INSTALL_HINT} to get the pictures"
+    return None
 
 
 def _figure(**kwargs):

@@ -435,9 +435,11 @@ def separate_file(model: torch.nn.Module, song_path: str, out_dir: str, *, chunk
                   sample_format: str = "int16", plot: bool = True, progress: bool = False) -> dict:
     """Separates one audio file, streaming each stem to :func:`stem_paths` (input rate and channels; ``ext``
     "wav" / "flac" / "mp3", ``sample_format`` "int16" / "int24" / "float32"), and writes ``separation.json`` and
-    (``plot``) ``masks.png`` into ``out_dir/<track>/``. Returns the JSON dict (``sources``: the stem files).
-    ``plot=False`` also skips the mask statistics (``effective_mask_count``, ``mask_overlap`` and ``mask_source``
-    are None): about a fifth of the work for a small model.
+    then (``plot``) ``masks.png`` into ``out_dir/<track>/``. Returns the JSON dict (``sources``: the stem files,
+    ``picture``: masks.png or None). Without matplotlib the picture is skipped and ``picture_skipped`` says why
+    (:func:`trackformer.plots.unavailable`). ``plot=False`` also skips the mask statistics
+    (``effective_mask_count``, ``mask_overlap`` and ``mask_source`` are None): about a fifth of the work for a
+    small model.
 
     Raises AudioFileError (a ValueError) for a missing/unreadable/empty file and ValueError for NaN or silence.
     """
@@ -467,22 +469,29 @@ def separate_file(model: torch.nn.Module, song_path: str, out_dir: str, *, chunk
     picture = analysis.pop("picture", None)
     track_dir = os.path.join(out_dir, os.path.splitext(os.path.basename(song_path))[0])
     os.makedirs(track_dir, exist_ok=True)
-    picture_path = None
-    if plot:
-        from trackformer.plots import plot_masks
-
-        picture_path = plot_masks(picture["mix_db"].numpy(), picture["masks"].numpy(),
-                                  sample_rate=picture["sample_rate"], input_sample_rate=info.sample_rate,
-                                  seconds_per_column=picture["seconds_per_column"],
-                                  path=os.path.join(track_dir, "masks.png"),
-                                  title=f"{os.path.basename(song_path)} (masks from the {analysis['mask_source']})")
     result = dict(input=os.path.abspath(song_path), sample_rate=info.sample_rate, channels=info.channels,
                   seconds=info.duration, sources=files, format=ext, sample_format=sample_format,
-                  clipped_samples=sum(w.clipped for w in writers), picture=picture_path, **sep_info, **analysis)
+                  clipped_samples=sum(w.clipped for w in writers), picture=None, picture_skipped=None,
+                  **sep_info, **analysis)
     result["json"] = os.path.join(track_dir, "separation.json")
+    _write_json(result)  # the results first: the picture is optional
+    if plot:
+        from trackformer.plots import plot_masks, unavailable
+
+        result["picture_skipped"] = unavailable()
+        if result["picture_skipped"] is None:
+            result["picture"] = plot_masks(
+                picture["mix_db"].numpy(), picture["masks"].numpy(), sample_rate=picture["sample_rate"],
+                input_sample_rate=info.sample_rate, seconds_per_column=picture["seconds_per_column"],
+                path=os.path.join(track_dir, "masks.png"),
+                title=f"{os.path.basename(song_path)} (masks from the {analysis['mask_source']})")
+        _write_json(result)
+    return result
+
+
+def _write_json(result: dict) -> None:
     with open(result["json"], "w") as f:
         json.dump(result, f, indent=2)
-    return result
 
 
 # ---------------------------------------------------------------------------------------------- Python API
