@@ -52,7 +52,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=44100, help="Hz (default 44100)")
     p.set_defaults(func=_render_songs)
 
-    p = sub.add_parser("info", help="summarise a MoisesDB-layout folder or a stems folder")
+    p = sub.add_parser("index-music", help="turn any folder of music files into a MixIT training corpus",
+                       description="Index every audio file under FOLDER (WAV, FLAC, OGG, Opus, MP3, AIFF; m4a/AAC "
+                                   "with PyAV) into OUT: OUT/index.json (each song's duration, source rate and "
+                                   "channels, loudness, non-silent spans, train/valid/test split by a hash of its "
+                                   "path: 80/10/10) and a decoded copy of each under OUT/audio/ for fast training "
+                                   "reads. Re-running skips songs already indexed; files that fail to decode are "
+                                   "listed, not fatal. Train on it with `data: corpus` and `root: OUT` (or "
+                                   "`real_root: OUT` beside rendered stems).")
+    p.add_argument("folder", help="folder of music files (searched recursively)")
+    p.add_argument("out", help="corpus folder (created)")
+    _corpus_options(p)
+    p.set_defaults(func=_index_music)
+
+    p = sub.add_parser("fetch-debian-music", help="fetch freely licensed game music from Debian packages and "
+                                                  "index it as a MixIT corpus",
+                       description="Download Debian's game-music packages with `apt-get download` (no install, "
+                                   "no system change), unpack them with `dpkg -x` into CACHE, extract the music "
+                                   "(also from .pk3 archives), write CACHE/manifest.json (each file's package, "
+                                   "license from the package's copyright file, duration, split) and index it as "
+                                   "a corpus (CACHE/corpus unless --corpus). Packages of rhythm-game songs with "
+                                   "separate instrument tracks are reserved for evaluation and refused.")
+    p.add_argument("cache", help="download cache folder (created)")
+    p.add_argument("--packages", nargs="+", default=None, metavar="PKG",
+                   help="packages to fetch (default: all of them; see trackformer.data.debian.PACKAGES)")
+    p.add_argument("--debs", default=None, metavar="DIR",
+                   help="a folder of already downloaded .deb files to use instead of downloading")
+    p.add_argument("--corpus", default=None, metavar="DIR", help="corpus folder (default CACHE/corpus)")
+    _corpus_options(p)
+    p.set_defaults(func=_fetch_debian_music)
+
+    p = sub.add_parser("info", help="summarise a MoisesDB-layout folder, a stems folder or a music corpus")
     p.add_argument("root")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_info)
@@ -66,6 +96,61 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_synth)
     return data
+
+
+def _corpus_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sample-rate", type=int, default=44100, help="Hz of the decoded copies (default 44100)")
+    p.add_argument("--channels", type=int, default=2, choices=(1, 2), help="of the decoded copies (default 2)")
+    p.add_argument("--sample-format", choices=("int16", "float32"), default="int16",
+                   help="WAV sample format of the decoded copies (default int16)")
+    p.add_argument("--silence-db", type=float, default=-60.0,
+                   help="0.1 s windows quieter than this (dBFS) are silence, skipped by training (default -60)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _print_corpus(index: dict, out: str) -> None:
+    from trackformer.data.corpus import corpus_summary
+
+    s = corpus_summary(index)
+    print(f"music corpus at {out}: {s['songs']} songs, {s['hours']:.2f} h ({s['nonsilent_hours']:.2f} h not "
+          f"silent); train/valid/test songs {s['split_songs']['train']}/{s['split_songs']['valid']}/"
+          f"{s['split_songs']['test']}; {s['skipped']} skipped")
+    for item in index["skipped"]:
+        print(f"  skipped {item['path']}: {item['reason']}")
+
+
+def _index_music(args) -> int:
+    from trackformer.data.corpus import index_music
+
+    try:
+        index = index_music(args.folder, args.out, sample_rate=args.sample_rate, channels=args.channels,
+                            sample_format=args.sample_format, silence_db=args.silence_db,
+                            progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"trackformer data index-music: {e}", file=sys.stderr)
+        return 2
+    _print_corpus(index, args.out)
+    return 0 if index["songs"] else 1
+
+
+def _fetch_debian_music(args) -> int:
+    from trackformer.data.debian import DebianMusicError, fetch_debian_music
+
+    try:
+        manifest, index = fetch_debian_music(
+            args.cache, packages=args.packages, debs=args.debs, corpus=args.corpus, sample_rate=args.sample_rate,
+            channels=args.channels, sample_format=args.sample_format, silence_db=args.silence_db,
+            progress=not args.no_progress)
+    except DebianMusicError as e:
+        print(f"trackformer data fetch-debian-music: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f"trackformer data fetch-debian-music: {e}", file=sys.stderr)
+        return 2
+    for pkg, p in manifest["packages"].items():
+        print(f"  {pkg}: {p['files']} files, {p['hours']:.2f} h, license {', '.join(p['licenses'])}")
+    _print_corpus(index, manifest["corpus"])
+    return 0 if index["songs"] else 1
 
 
 def _run_render(command: str, render, describe) -> int:
@@ -100,8 +185,12 @@ def _render_songs(args) -> int:
 
 
 def open_dataset(root: str, **kwargs):
-    """MoisesDB if ``root`` is in that layout (a moisesdb_v0.1 folder or song folders with data.json), else a
-    StemsFolder."""
+    """A MusicCorpus if ``root`` holds a corpus index.json, MoisesDB if it is in that layout (a moisesdb_v0.1
+    folder or song folders with data.json), else a StemsFolder."""
+    from trackformer.data.corpus import MusicCorpus, is_corpus
+
+    if is_corpus(root):
+        return MusicCorpus(root, **{k: v for k, v in kwargs.items() if k != "max_stems"})
     moises = os.path.isdir(os.path.join(root, SUBDIR)) or any(
         os.path.isfile(os.path.join(root, e, "data.json")) for e in os.listdir(root))
     return (MoisesDB if moises else StemsFolder)(root, **kwargs)

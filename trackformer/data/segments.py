@@ -82,8 +82,10 @@ class MixitPairs(Dataset):
         self.deterministic, self.max_stems, self.max_tries = deterministic, max_stems, max_tries
         self.stem_gain_db, self.stems_per_mixture = stem_gain_db, stems_per_mixture
         self.needs_stems = return_stems or stem_gain_db is not None or stems_per_mixture is not None
-        # cached per-song metadata: lengths in frames (from headers) → sampling weights
-        self.lengths = np.array([s.num_frames for s in songs], dtype=np.int64)
+        # cached per-song metadata: lengths in frames (from headers; a recording's non-silent frames) → weights
+        self.spans = [_check_spans(s) for s in songs]  # (S, 2) int64 or None
+        self.lengths = np.array([s.num_frames if sp is None else int((sp[:, 1] - sp[:, 0]).sum())
+                                 for s, sp in zip(songs, self.spans)], dtype=np.int64)
         self.bad: set[int] = set()  # songs that failed to decode (per process)
 
     def __len__(self) -> int:
@@ -107,7 +109,7 @@ class MixitPairs(Dataset):
             for attempt in range(self.max_tries):
                 if song is None or song in self.bad or attempt >= self.max_tries // 2:
                     song = int(rng.choice(len(self.songs), p=self._weights(exclude)))
-                start = int(rng.integers(0, max(self.lengths[song] - self.frames, 0) + 1))
+                start = self._start(rng, song)
                 try:
                     if self.needs_stems:
                         stems = self.songs[song].load_stems(start, self.frames).numpy()
@@ -132,6 +134,16 @@ class MixitPairs(Dataset):
                 log.info("no segment above min_rms=%g in %d tries; using one with RMS %.2g", self.min_rms,
                          self.max_tries, best_rms)
                 return best
+
+    def _start(self, rng: np.random.Generator, song: int) -> int:
+        """A segment start: uniform over the song, or for a song with ``spans`` inside one of them (a span
+        drawn in proportion to its length; a span shorter than a segment starts it at the span's start)."""
+        spans = self.spans[song]
+        if spans is None:
+            return int(rng.integers(0, max(self.lengths[song] - self.frames, 0) + 1))
+        k = 0 if len(spans) == 1 else int(rng.choice(len(spans), p=(spans[:, 1] - spans[:, 0]) / self.lengths[song]))
+        a, b = int(spans[k, 0]), int(spans[k, 1])
+        return int(rng.integers(a, max(b - self.frames, a) + 1))
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.examples_per_epoch:
@@ -175,6 +187,42 @@ class MixitPairs(Dataset):
             gains = 10 ** (rng.uniform(*self.stem_gain_db, size=stems.shape[0]) / 20)
             stems = stems * gains.astype(np.float32)[:, None, None]
         return stems
+
+
+def _check_spans(song: Song) -> np.ndarray | None:
+    """``song.spans`` as an (S, 2) int64 array of non-empty [start, end) frame spans inside the song, or None."""
+    if song.spans is None:
+        return None
+    spans = np.asarray(song.spans, dtype=np.int64).reshape(-1, 2)
+    if not len(spans) or (spans[:, 1] <= spans[:, 0]).any() or (spans < 0).any() or spans.max() > song.num_frames:
+        raise ValueError(f"song {song.name}: spans must be a non-empty list of (start, end) frames with "
+                         f"0 <= start < end <= {song.num_frames}, got {song.spans!r}")
+    return spans
+
+
+class MixedPairs(Dataset):
+    """Items of ``real`` with probability ``real_fraction``, else of ``rendered`` (two :class:`MixitPairs` of the
+    same length): real recordings mixed into stem-level training data. Which one item i comes from is a function
+    of (``seed``, i) only, and each source's item i is its own function of i, so a deterministic pair of sources
+    gives a deterministic mixture. Both sources must return the same keys (leave ``return_stems`` off)."""
+
+    def __init__(self, real: Dataset, rendered: Dataset, *, real_fraction: float, seed: int = 0):
+        if not 0.0 <= real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {real_fraction!r}")
+        if len(real) != len(rendered):
+            raise ValueError(f"the real and rendered datasets must have the same length, got {len(real)} and "
+                             f"{len(rendered)}")
+        self.real, self.rendered, self.real_fraction, self.seed = real, rendered, float(real_fraction), seed
+
+    def __len__(self) -> int:
+        return len(self.rendered)
+
+    def is_real(self, index: int) -> bool:
+        """Whether item ``index`` comes from the real recordings."""
+        return bool(np.random.default_rng([self.seed, index, 1]).random() < self.real_fraction)
+
+    def __getitem__(self, index: int) -> dict:
+        return (self.real if self.is_real(index) else self.rendered)[index]
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -29,6 +29,9 @@ class Song:
     sample_rate: int
     channels: int
     meta: dict
+    # non-silent spans [(start, end), ...] in frames at sample_rate (a recording indexed by
+    # trackformer.data.corpus); None: every frame may start a segment
+    spans: list[tuple[int, int]] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -131,6 +134,24 @@ def split_fraction(name: str, seed: int) -> float:
     return int.from_bytes(h[:8], "big") / 2**64
 
 
+SPLIT_PARTS = ("train", "valid", "test")
+
+
+def _check_fractions(valid_fraction: float, test_fraction: float) -> None:
+    if not (0.0 <= valid_fraction <= 1.0 and 0.0 <= test_fraction <= 1.0 and valid_fraction + test_fraction <= 1.0):
+        raise ValueError(f"valid_fraction and test_fraction must be in [0, 1] with a sum <= 1, got "
+                         f"{valid_fraction} and {test_fraction}")
+
+
+def split_of(name: str, *, valid_fraction: float, test_fraction: float = 0.0, seed: int = 0) -> str:
+    """The part ("train", "valid" or "test") of the song named ``name``: with f = :func:`split_fraction`,
+    "valid" iff f < valid_fraction, "test" iff valid_fraction <= f < valid_fraction + test_fraction, else "train"
+    (so adding a test part never moves a song between train and valid's existing boundary)."""
+    _check_fractions(valid_fraction, test_fraction)
+    f = split_fraction(name, seed)
+    return "valid" if f < valid_fraction else "test" if f < valid_fraction + test_fraction else "train"
+
+
 class SongCollection:
     """A list of songs plus what was left out: ``songs``, ``skipped`` [(path, reason)], ``split``, ``summary``."""
 
@@ -157,15 +178,15 @@ class SongCollection:
     def __iter__(self):
         return iter(self.songs)
 
-    def split(self, part: str, *, valid_fraction: float = 0.2, seed: int = 0) -> list[Song]:
-        """Songs of the "train" or "valid" part. A song is in "valid" iff a hash of (seed, song name) falls below
-        ``valid_fraction``, so the split is by song and a song never changes side when others are added."""
-        if part not in ("train", "valid"):
-            raise ValueError(f"split part must be 'train' or 'valid', got {part!r}")
-        if not 0.0 <= valid_fraction <= 1.0:
-            raise ValueError(f"valid_fraction must be in [0, 1], got {valid_fraction}")
-        want_valid = part == "valid"
-        return [s for s in self.songs if (split_fraction(s.name, seed) < valid_fraction) == want_valid]
+    def split(self, part: str, *, valid_fraction: float = 0.2, test_fraction: float = 0.0,
+              seed: int = 0) -> list[Song]:
+        """Songs of the "train", "valid" or "test" part (:func:`split_of`: a hash of (seed, song name)), so the
+        split is by song and a song never changes side when others are added. No test part by default."""
+        if part not in SPLIT_PARTS:
+            raise ValueError(f"split part must be one of {list(SPLIT_PARTS)}, got {part!r}")
+        _check_fractions(valid_fraction, test_fraction)
+        return [s for s in self.songs
+                if split_of(s.name, valid_fraction=valid_fraction, test_fraction=test_fraction, seed=seed) == part]
 
     def summary(self) -> dict:
         """Counts and durations: songs, total/min/max seconds, stems per song, stem-name counts, skipped."""
