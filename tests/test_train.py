@@ -179,6 +179,73 @@ def test_moisesdb_trains_on_every_song_and_validates_on_at_most_4_stems(tmp_path
     assert payload["step"] == 2 and "song_one_to_one_sisnri" in payload["metrics"]
 
 
+def _corpus(folder, n=12):
+    """A music corpus of ``n`` 2 s noise-and-tone recordings at 8 kHz mono (index_music of generated WAVs)."""
+    import soundfile as sf
+
+    from trackformer.data import index_music
+
+    rng = np.random.default_rng(1)
+    os.makedirs(folder / "music")
+    t = np.arange(2 * 8000) / 8000
+    for i in range(n):
+        x = 0.2 * np.sin(2 * np.pi * (150 + 60 * i) * t) + 0.02 * rng.standard_normal(t.size)
+        sf.write(folder / "music" / f"rec{i:02d}.wav", x.astype(np.float32), 8000)
+    index_music(str(folder / "music"), str(folder / "corpus"), sample_rate=8000, channels=1, progress=False)
+    return str(folder / "corpus")
+
+
+def test_real_music_corpus_mixed_into_rendered_stems(tmp_path, monkeypatch):
+    """real_root + real_fraction: training pairs come from the corpus with that probability, validation stays on
+    the stem data; data=corpus trains and validates on the corpus alone."""
+    from trackformer.data import MixedPairs
+    from trackformer.train.songs import select_real_songs
+
+    root = _corpus(tmp_path)
+    cfg = tiny(tmp_path / "run", real_root=root, real_fraction=0.5, max_steps=3, eval_every=3, valid_examples=2)
+    real = select_real_songs(cfg)
+    assert real and all(s.stem_names == ["mixture"] and s.meta["split"] == "train" for s in real)
+    train, valid = select_songs(cfg)
+    assert all(s.num_stems > 1 for s in train + valid)  # synthetic stems, not the corpus
+    drawn = []
+    is_real = MixedPairs.is_real
+    monkeypatch.setattr(MixedPairs, "is_real", lambda self, i: drawn.append(is_real(self, i)) or drawn[-1])
+    payload = load_checkpoint(fit(cfg))
+    assert payload["step"] == 3 and "song_one_to_one_sisnri" in payload["metrics"]
+    assert len(drawn) == 12 and 0 < sum(drawn) < 12  # 3 batches of 4, about half of them real
+    assert select_real_songs(tiny(tmp_path / "none")) == []
+
+    only = tiny(tmp_path / "corpus-run", data="corpus", root=root, max_steps=2, eval_every=2, valid_examples=2)
+    train, valid = select_songs(only)
+    assert {s.name for s in train} == {s.name for s in real} and all(s.spans for s in train)
+    payload = load_checkpoint(fit(only))
+    assert payload["step"] == 2
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(real_root="x"), "together"),
+    (dict(real_fraction=0.5), "together"),
+    (dict(real_root="x", real_fraction=1.5), r"real_fraction must be in \[0, 1\]"),
+    (dict(real_root="x", real_fraction=-0.1), "real_fraction must be >= 0"),
+    (dict(real_root="", real_fraction=0.5), "real_root"),
+    (dict(data="corpus", root=None), "root"),
+    (dict(data="corpus", root="x", real_root="y", real_fraction=0.5), "already trains on real music"),
+])
+def test_real_music_fields_are_validated(changes, match):
+    with pytest.raises(ValueError, match=match):
+        preset("default").replace(**changes)
+
+
+def test_missing_or_tiny_corpus_is_a_clear_error(tmp_path):
+    from trackformer.train.songs import select_real_songs
+
+    with pytest.raises(FileNotFoundError, match="real_root .* is not a folder"):
+        select_real_songs(tiny(tmp_path / "r", real_root=str(tmp_path / "nope"), real_fraction=0.5))
+    root = _corpus(tmp_path, n=1)
+    with pytest.raises(ValueError, match="MixIT needs at least 2"):
+        select_songs(tiny(tmp_path / "r", data="corpus", root=root))
+
+
 def test_sigterm_stops_after_the_step_with_checkpoint(tmp_path, monkeypatch):
     """SIGTERM (a cluster's preemption) during step 2 ends the run after that step with a checkpoint."""
     from trackformer.train.trainer import Objective

@@ -12,7 +12,7 @@ import math
 
 import yaml
 
-DATA_SOURCES = ("synthetic", "moisesdb", "stems")
+DATA_SOURCES = ("synthetic", "moisesdb", "stems", "corpus")
 AMP_MODES = ("off", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -24,7 +24,11 @@ class TrainConfig:
     A run stops at ``max_steps`` optimizer steps, or after ``epochs`` epochs of ``examples_per_epoch`` examples,
     whichever comes first (at least one must be set), or when ``max_minutes`` of wall time are used up.
     ``valid_examples=0`` turns validation off. ``stems_per_mixture`` and ``stem_gain_db`` (``[lo, hi]`` dB) are the
-    training data's stem augmentations (:class:`trackformer.data.MixitPairs`). ``model_config`` keys are those of
+    training data's stem augmentations (:class:`trackformer.data.MixitPairs`). ``data: corpus`` trains on a music
+    corpus (``trackformer data index-music`` / ``fetch-debian-music``: recordings without stems) at ``root``;
+    ``real_root`` (such a corpus) with ``real_fraction`` > 0 mixes real music into stem data instead: each training
+    example's two MixIT mixtures are two real excerpts with probability ``real_fraction``, else a pair from ``data``
+    as without it (validation stays on ``data``'s songs, which have stems). ``model_config`` keys are those of
     the model (``trackformer.registry.build_model``); ``sample_rate`` (and ``channels`` for the Performer) are filled in
     from this config and must agree with it when given.
     """
@@ -67,6 +71,8 @@ class TrainConfig:
     init_from: str | None = None
     stems_per_mixture: int | None = None
     stem_gain_db: list | None = None
+    real_root: str | None = None
+    real_fraction: float = 0.0
 
     def __post_init__(self):
         self.validate()
@@ -116,6 +122,17 @@ class TrainConfig:
                                       and all(isinstance(g, (int, float)) and math.isfinite(g) for g in gains)
                                       and gains[0] <= gains[1]):
             raise ValueError(f"TrainConfig.stem_gain_db must be [lo, hi] in dB with lo <= hi, or None, got {gains!r}")
+        number("real_fraction", lo=0)
+        if self.real_fraction > 1:
+            raise ValueError(f"TrainConfig.real_fraction must be in [0, 1], got {self.real_fraction!r}")
+        if self.real_root is not None and not (isinstance(self.real_root, str) and self.real_root):
+            raise ValueError(f"TrainConfig.real_root must be a corpus folder or None, got {self.real_root!r}")
+        if (self.real_root is None) != (self.real_fraction == 0):
+            raise ValueError("TrainConfig: set real_root (a music corpus) and real_fraction > 0 together, got "
+                             f"real_root={self.real_root!r}, real_fraction={self.real_fraction!r}")
+        if self.real_root is not None and self.data == "corpus":
+            raise ValueError("TrainConfig: data=corpus already trains on real music only; real_root mixes a "
+                             "corpus into stem data (synthetic, moisesdb or stems)")
         if self.max_steps is None and self.epochs is None and self.max_minutes is None:
             raise ValueError("TrainConfig: set max_steps, epochs or max_minutes; the run needs an end")
         if self.lr_schedule == "cosine" and self.max_steps is None and self.epochs is None and not self.decay_steps:

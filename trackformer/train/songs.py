@@ -3,7 +3,7 @@
 import logging
 import os
 
-from trackformer.data import MoisesDB, StemsFolder, SyntheticMusic
+from trackformer.data import MoisesDB, MusicCorpus, StemsFolder, SyntheticMusic
 from trackformer.data.moisesdb import MUSDB_GROUPS
 from trackformer.train.config import TrainConfig
 
@@ -21,16 +21,20 @@ def select_songs(config: TrainConfig) -> tuple[list, list]:
     mixtures, whatever their stem count); validation keeps songs with at most 4 stems as they are and, for
     MoisesDB, scores songs with more stems on their MUSDB groups (vocals, drums, bass, other), as most real
     MoisesDB songs need. A stems folder's validation songs with more than 4 stems are left out (with a warning).
+    corpus: the corpus's train and valid songs (recordings: validation gives the MixIT loss only).
     """
     if config.data == "synthetic":
         common = dict(seconds=config.synthetic_seconds, sample_rate=config.sample_rate, channels=config.channels)
         train = SyntheticMusic(config.synthetic_songs, seed=config.seed, **common).songs
         valid = SyntheticMusic(VALID_SONGS_SYNTHETIC, seed=config.seed + 1, **common).songs
         return train, valid
-    collection_class = MoisesDB if config.data == "moisesdb" else StemsFolder
     if not os.path.isdir(config.root):
         raise FileNotFoundError(f"data root {config.root!r} (data={config.data!r}) is not a folder")
     options = dict(sample_rate=config.sample_rate, channels=config.channels)
+    if config.data == "corpus":
+        corpus = _corpus(config.root, "root", config)
+        return corpus.split("train"), corpus.split("valid")
+    collection_class = MoisesDB if config.data == "moisesdb" else StemsFolder
     collection = collection_class(config.root, max_stems=None, **options)
     train = collection.split("train")
     if len(train) < 2:
@@ -45,3 +49,21 @@ def select_songs(config: TrainConfig) -> tuple[list, list]:
         log.warning("%d validation song(s) with more than %d stems are left out of validation", len(many),
                     MAX_VALID_STEMS)
     return train, valid
+
+
+def select_real_songs(config: TrainConfig) -> list:
+    """The training songs of ``config.real_root`` (a music corpus mixed into the stem data), or [] without one."""
+    if config.real_root is None:
+        return []
+    if not os.path.isdir(config.real_root):
+        raise FileNotFoundError(f"real_root {config.real_root!r} (a music corpus) is not a folder")
+    return _corpus(config.real_root, "real_root", config).split("train")
+
+
+def _corpus(root: str, field: str, config: TrainConfig) -> MusicCorpus:
+    """The corpus at ``root``; ValueError if it has fewer than 2 training songs."""
+    corpus = MusicCorpus(root, sample_rate=config.sample_rate, channels=config.channels)
+    if len(corpus.split("train")) < 2:
+        raise ValueError(f"{field} {root}: {len(corpus.split('train'))} training song(s) in the music corpus "
+                         f"({len(corpus.songs)} in all, {len(corpus.skipped)} skipped); MixIT needs at least 2")
+    return corpus

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from trackformer.data import MixitPairs, make_loader
+from trackformer.data import MixedPairs, MixitPairs, make_loader
 from trackformer.mixit import mixit_loss
 from trackformer.models import PerformerSeparator, diversity_loss, sparsity_loss
 from trackformer.registry import CheckpointError, build_model, load_checkpoint
@@ -43,7 +43,7 @@ from trackformer.train import distributed as tdist
 from trackformer.train.checkpoint import capture_rng, restore_rng, save_checkpoint
 from trackformer.train.config import TrainConfig
 from trackformer.train.logger import RunLogger, TrainWindow
-from trackformer.train.songs import select_songs
+from trackformer.train.songs import select_real_songs, select_songs
 from trackformer.train.validation import validate
 
 log = logging.getLogger("trackformer.train")
@@ -217,6 +217,7 @@ class Trainer:
         state.model.train()
         objective = self._objective(state.model, device)
         train_songs, valid_songs = select_songs(cfg)
+        self.real_songs = select_real_songs(cfg)  # a music corpus mixed into the training pairs, or []
         valid_loader = self._valid_loader(valid_songs) if dist_info.is_main else None
         logger = RunLogger(cfg, self.stage, enabled=dist_info.is_main, resumed_step=self.step)
         progress = logger.progress(total, self.step)
@@ -345,11 +346,14 @@ class Trainer:
         """Loader of epoch ``epoch`` from its ``start_batch``-th (global) batch on; items fixed by (seed, epoch)."""
         cfg, world = self.config, self.dist.world_size
         per_step = cfg.batch_size * world
-        dataset = MixitPairs(songs, segment_seconds=cfg.segment_seconds, sample_rate=cfg.sample_rate,
-                             channels=cfg.channels, examples_per_epoch=self.steps_per_epoch * per_step,
-                             seed=cfg.seed * 1_000_003 + epoch, deterministic=True,
-                             stems_per_mixture=cfg.stems_per_mixture,
-                             stem_gain_db=None if cfg.stem_gain_db is None else tuple(cfg.stem_gain_db))
+        common = dict(segment_seconds=cfg.segment_seconds, sample_rate=cfg.sample_rate, channels=cfg.channels,
+                      examples_per_epoch=self.steps_per_epoch * per_step, seed=cfg.seed * 1_000_003 + epoch,
+                      deterministic=True)
+        dataset = MixitPairs(songs, stems_per_mixture=cfg.stems_per_mixture,
+                             stem_gain_db=None if cfg.stem_gain_db is None else tuple(cfg.stem_gain_db), **common)
+        if self.real_songs:  # real_fraction of the examples: two excerpts of real recordings (no stem augmentation)
+            dataset = MixedPairs(MixitPairs(self.real_songs, **common), dataset, real_fraction=cfg.real_fraction,
+                                 seed=common["seed"])
         if start_batch:
             dataset = Subset(dataset, range(start_batch * per_step, len(dataset)))
         return make_loader(dataset, batch_size=cfg.batch_size, workers=cfg.workers, shuffle=False, seed=cfg.seed,
