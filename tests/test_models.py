@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from trackformer.models import PerformerSeparator, SeparatorConfig, diversity_loss, sparsity_loss
+from trackformer.models.separator import _ApplyMasks
+from trackformer.models.stft import istft, istft_frame_major, stft
 from trackformer.profiling import nvtx_range
 from trackformer.registry import build_model, model_config, model_name
 
@@ -44,6 +46,46 @@ def test_shapes_and_mixture_consistency(attention, b, c, t, frontend):
     torch.testing.assert_close(mag, model.spectrogram(x).abs(), rtol=0, atol=0)
     with pytest.raises(ValueError, match="return_masks"):
         model(x, return_magnitude=True)
+
+
+@pytest.mark.parametrize("n_fft, hop, t", [(256, 64, 1001), (64, 16, 5), (32, 8, 1), (48, 20, 300), (16, 8, 64)])
+def test_frame_major_istft_matches_istft_and_its_gradient(n_fft, hop, t):
+    """istft_frame_major on (B, L, M, C, F) equals istft on (B, M, C, F, L) in float64, values and gradients
+    (hop 20 does not divide 48: the fallback path), and _OverlapAdd's backward passes gradcheck."""
+    torch.manual_seed(0)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    spec = stft(torch.randn(2, 3, 2, t, dtype=torch.float64), n_fft, hop, window)  # (B, M, C, F, L)
+    frames = spec.permute(0, 4, 1, 2, 3).contiguous().requires_grad_()             # (B, L, M, C, F)
+    ref_in = spec.detach().clone().requires_grad_()
+    out = istft_frame_major(frames, n_fft, hop, window, t)
+    ref = istft(ref_in, n_fft, hop, window, t)
+    assert out.shape == (2, 3, 2, t) and out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    grad = torch.randn_like(out)
+    (out * grad).sum().backward()
+    (ref * grad).sum().backward()
+    torch.testing.assert_close(frames.grad.permute(0, 2, 3, 4, 1), ref_in.grad, rtol=0, atol=1e-12)
+    small = frames.detach()[:1, :, :1].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda z: istft_frame_major(z, n_fft, hop, window, t), (small,))
+
+
+def test_apply_masks_matches_the_complex_product():
+    torch.manual_seed(0)
+    masks = torch.rand(2, 5, 3, 2, 7, dtype=torch.float64, requires_grad=True)
+    spec = torch.randn(2, 5, 1, 2, 7, dtype=torch.complex128)
+    out = _ApplyMasks.apply(masks, spec)
+    torch.testing.assert_close(out, masks * spec, rtol=0, atol=0)
+    assert torch.autograd.gradcheck(lambda m: torch.view_as_real(_ApplyMasks.apply(m, spec)), (masks,))
+
+
+def test_forward_is_masks_times_stft_then_istft():
+    """The separator's frame-major masking + iSTFT gives istft(masks * STFT) up to float rounding."""
+    model = tiny(channels=2)
+    x = torch.randn(2, 2, 3000)
+    est, masks = model(x, return_masks=True)
+    cfg = model.config
+    ref = istft(masks * model.spectrogram(x).unsqueeze(1), cfg.n_fft, cfg.hop, model.window, x.shape[-1])
+    torch.testing.assert_close(est, ref, rtol=0, atol=1e-6)
 
 
 def test_outputs_are_not_trivial():
