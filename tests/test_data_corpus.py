@@ -57,6 +57,23 @@ def test_nonsilent_spans_bridge_short_gaps_and_drop_clicks():
     assert nonsilent_spans(x * 1e-3, SR, silence_db=-90)[0] == (0, 4 * SR)
 
 
+@pytest.mark.parametrize("src_rate, channels", [(SR, 2), (16000, 1), (11025, 2)])
+def test_decoded_blocks_equal_a_whole_file_read(tmp_path, src_rate, channels):
+    """Files are decoded block by block (any length in bounded memory); the blocks equal read_audio's whole-file
+    decode, resampled and channel-converted."""
+    from trackformer.data import audio_info, read_audio
+    from trackformer.data.corpus import decoded_blocks
+
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "x.wav", (0.3 * rng.standard_normal((5 * src_rate + 17, 2))).astype(np.float32), src_rate,
+             subtype="FLOAT")
+    info = audio_info(str(tmp_path / "x.wav"))
+    blocks = list(decoded_blocks(info, SR, channels, block_frames=3001))
+    assert len(blocks) > 10
+    whole = read_audio(info.path, sample_rate=SR, channels=channels)
+    np.testing.assert_allclose(np.concatenate(blocks, axis=1), whole, atol=2e-5)
+
+
 def test_index_music_songs_spans_splits_copies_and_skips(tmp_path):
     folder = music_folder(tmp_path / "music")
     index = index_music(str(folder), str(tmp_path / "out"), sample_rate=SR, channels=2, progress=False)

@@ -31,16 +31,19 @@ import sys
 import time
 
 import numpy as np
+import soundfile as sf
 
 from trackformer.data.audio import (
     AUDIO_EXTENSIONS,
     AudioFileError,
     AudioInfo,
+    AudioWriter,
+    StreamResampler,
+    _add_channels,
     audio_info,
     check_channels,
     check_rate,
     read_audio,
-    write_audio,
 )
 from trackformer.data.songs import FileSong, SongCollection, Stem, split_of
 
@@ -75,29 +78,81 @@ def find_music(folder: str) -> list[str]:
     return sorted(found)
 
 
+class _Levels:
+    """Mean power (over channels) of each 0.1 s window, and the peak, of audio that arrives block by block."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate, self.w = sample_rate, max(1, round(WINDOW_SECONDS * sample_rate))
+        self.carry, self.powers, self.peak, self.frames = None, [], 0.0, 0
+
+    def add(self, block: np.ndarray) -> None:
+        """Adds (C, n) float32 frames."""
+        if not block.shape[1]:
+            return
+        self.frames += block.shape[1]
+        self.peak = max(self.peak, float(np.abs(block).max()))
+        x = block if self.carry is None else np.concatenate([self.carry, block], axis=1)
+        full = x.shape[1] // self.w
+        if full:
+            windows = x[:, :full * self.w].reshape(x.shape[0], full, self.w)
+            self.powers.append(np.square(windows, dtype=np.float32).mean(axis=(0, 2), dtype=np.float64))
+        self.carry = x[:, full * self.w:].copy() if x.shape[1] > full * self.w else None
+
+    def spans(self, silence_db: float) -> tuple[list[tuple[int, int]], float]:
+        """(non-silent spans [(start, end), ...] in frames, RMS over them): runs of windows whose power is at
+        least ``silence_db`` dBFS, quieter gaps under 1 s bridged, spans under 0.5 s dropped."""
+        power = np.concatenate([*self.powers, *([np.square(self.carry, dtype=np.float32).mean(dtype=np.float64)]
+                                                 if self.carry is not None else [])]) if self.frames else np.zeros(0)
+        sizes = np.full(power.size, self.w, np.float64)
+        if power.size:
+            sizes[-1] = self.frames - (power.size - 1) * self.w
+        loud = power >= 10 ** (silence_db / 10)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
+        merged = []  # window indices [a, b)
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            if merged and (a - merged[-1][1]) * self.w < MIN_GAP_SECONDS * self.sample_rate:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        kept = [(a, b) for a, b in merged if sizes[a:b].sum() >= MIN_SPAN_SECONDS * self.sample_rate]
+        energy = sum(float((power[a:b] * sizes[a:b]).sum()) for a, b in kept)
+        frames = sum(float(sizes[a:b].sum()) for a, b in kept)
+        spans = [(a * self.w, min(b * self.w, self.frames)) for a, b in kept]
+        return spans, math.sqrt(energy / frames) if frames else 0.0
+
+
 def nonsilent_spans(audio: np.ndarray, sample_rate: int, *, silence_db: float = -60.0) -> list[tuple[int, int]]:
     """Non-silent spans [(start, end), ...] in frames of ``audio`` (C, T): runs of 0.1 s windows whose RMS (over
     channels) is at least ``silence_db`` dBFS, quieter gaps under 1 s bridged, spans under 0.5 s dropped."""
-    w = max(1, round(WINDOW_SECONDS * sample_rate))
-    n = -(-audio.shape[1] // w)
-    if n == 0:
-        return []
-    power = np.zeros(n, np.float64)
-    full = audio.shape[1] // w
-    power[:full] = np.square(audio[:, :full * w].reshape(audio.shape[0], full, w), dtype=np.float32).mean((0, 2))
-    if full < n:
-        power[full] = np.square(audio[:, full * w:], dtype=np.float32).mean()
-    loud = power >= 10 ** (silence_db / 10)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
-    runs = [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]  # window indices [a, b)
-    merged = []
-    for a, b in runs:
-        if merged and (a - merged[-1][1]) * w < MIN_GAP_SECONDS * sample_rate:
-            merged[-1][1] = b
-        else:
-            merged.append([a, b])
-    spans = [(a * w, min(b * w, audio.shape[1])) for a, b in merged]
-    return [(a, b) for a, b in spans if b - a >= MIN_SPAN_SECONDS * sample_rate]
+    levels = _Levels(sample_rate)
+    levels.add(np.asarray(audio, np.float32))
+    return levels.spans(silence_db)[0]
+
+
+def decoded_blocks(info: AudioInfo, sample_rate: int, channels: int, block_frames: int = 1 << 19):
+    """The file of ``info`` decoded in order as float32 (C, n) blocks at ``sample_rate`` / ``channels`` (their
+    concatenation equals :func:`read_audio` of the whole file up to float rounding), so a file of any length
+    costs a few blocks of memory. Files only PyAV reads are decoded whole. AudioFileError naming the file if it
+    cannot be decoded or holds NaN/Inf."""
+    if info.decoder == "pyav":
+        yield read_audio(info.path, sample_rate=sample_rate, channels=channels, info=info)
+        return
+    resampler = None if info.sample_rate == sample_rate else StreamResampler(info.sample_rate, sample_rate)
+    try:
+        with sf.SoundFile(info.path) as f:
+            while True:
+                data = f.read(block_frames, dtype="float32", always_2d=True)
+                if not len(data):
+                    break
+                if not np.isfinite(data).all():
+                    raise AudioFileError(f"audio file {info.path} holds NaN or infinite samples")
+                x = np.zeros((channels, len(data)), np.float32)
+                _add_channels(x, data.T)
+                yield x if resampler is None else resampler.push(x)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioFileError(f"cannot decode audio file {info.path}: {e}") from e
+    if resampler is not None and resampler.received:
+        yield resampler.flush()
 
 
 def _dbfs(value: float) -> float:
@@ -138,24 +193,30 @@ def _write_index(out: str, index: dict) -> None:
 
 def _analyse(source: str, name: str, out: str, *, sample_rate: int, channels: int, subtype: str,
              silence_db: float) -> dict:
-    """Decodes one file, writes its copy, returns its index entry; AudioFileError if it cannot be decoded or
-    ValueError if it is silent."""
+    """Decodes one file block by block into its copy and returns its index entry; AudioFileError if it cannot
+    be decoded, ValueError if it is silent (then no copy is left)."""
     info = audio_info(source)
-    audio = read_audio(source, sample_rate=sample_rate, channels=channels, info=info)
-    spans = nonsilent_spans(audio, sample_rate, silence_db=silence_db)
-    if not spans:
-        raise ValueError(f"silent: no {WINDOW_SECONDS:g} s window reaches {silence_db:g} dBFS")
-    loud = np.concatenate([audio[:, a:b] for a, b in spans], axis=1)
     rel = f"audio/{_copy_name(name)}"
-    clipped = write_audio(os.path.join(out, rel), audio, sample_rate, subtype=subtype)
+    levels = _Levels(sample_rate)
+    writer = AudioWriter(os.path.join(out, rel), sample_rate, channels, subtype=subtype)
+    try:
+        for block in decoded_blocks(info, sample_rate, channels):
+            levels.add(block)
+            writer.write(block)
+        spans, rms = levels.spans(silence_db)
+        if not spans:
+            raise ValueError(f"silent: no {WINDOW_SECONDS:g} s window reaches {silence_db:g} dBFS")
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
     stat = os.stat(source)
     return {"name": name, "source": os.path.abspath(source), "size": stat.st_size, "mtime": stat.st_mtime,
-            "duration": round(audio.shape[1] / sample_rate, 3), "source_rate": info.sample_rate,
-            "source_channels": info.channels, "rms_dbfs": _dbfs(float(np.sqrt(np.mean(np.square(loud))))),
-            "peak_dbfs": _dbfs(float(np.abs(audio).max())),
+            "duration": round(levels.frames / sample_rate, 3), "source_rate": info.sample_rate,
+            "source_channels": info.channels, "rms_dbfs": _dbfs(rms), "peak_dbfs": _dbfs(levels.peak),
             "spans": [[round(a / sample_rate, 3), round(b / sample_rate, 3)] for a, b in spans],
             "split": split_of(name, valid_fraction=VALID_FRACTION, test_fraction=TEST_FRACTION),
-            "audio": rel, "frames": int(audio.shape[1]), "clipped": int(clipped)}
+            "audio": rel, "frames": levels.frames, "clipped": writer.clipped}
 
 
 def index_music(folder: str, out: str, *, sample_rate: int = 44100, channels: int = 2, sample_format: str = "int16",
