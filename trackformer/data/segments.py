@@ -24,7 +24,8 @@ class MixitPairs(Dataset):
     """Random pairs of segments from different songs (a map-style Dataset of ``examples_per_epoch`` items).
 
     Songs are drawn in proportion to their length (every second of audio equally likely), the segment start
-    uniformly. A segment quieter than ``min_rms`` (RMS over channels and time of its mixture) is redrawn, up to
+    uniformly; a song with ``spans`` (a recording of a :class:`~trackformer.data.MusicCorpus`: its non-silent
+    parts) counts only their frames and starts its segments inside them. A segment quieter than ``min_rms`` (RMS over channels and time of its mixture) is redrawn, up to
     ``max_tries`` times in all, the second half from other songs; then the loudest of those draws is used
     (logged) rather than hang. A song whose audio fails to decode (or holds NaN/Inf) is logged, dropped for the
     rest of the run (in that worker) and replaced by another draw; if no usable song remains a RuntimeError says
