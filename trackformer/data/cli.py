@@ -75,7 +75,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                    "separate instrument tracks are reserved for evaluation and refused.")
     p.add_argument("cache", help="download cache folder (created)")
     p.add_argument("--packages", nargs="+", default=None, metavar="PKG",
-                   help="packages to fetch (default: all of them; see trackformer.data.debian.PACKAGES)")
+                   help="packages to fetch (default: all of them, trackformer.data.debian.PACKAGES); the corpus "
+                        "then holds these only")
     p.add_argument("--debs", default=None, metavar="DIR",
                    help="a folder of already downloaded .deb files to use instead of downloading")
     p.add_argument("--corpus", default=None, metavar="DIR", help="corpus folder (default CACHE/corpus)")
