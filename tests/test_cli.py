@@ -265,10 +265,11 @@ def test_evaluate_folders_are_named_after_the_run_and_never_shared(tmp_path, cap
     def fake_run_evaluation(ckpt, data, **kwargs):
         calls.append((ckpt, data, kwargs["out_dir"]))
         return dict(summary={}, segments=[], songs=0, skipped_silent=0, songs_skipped=0, seconds=0.0,
-                    json=os.path.join(kwargs["out_dir"], "x.json"), plot="x.png")
+                    json=os.path.join(kwargs["out_dir"], "x.json"), plot="x.png", mode="segments",
+                    sample_rate=44100, model_sample_rate=16000)
 
     monkeypatch.setattr(trackformer.evaluate, "run_evaluation", fake_run_evaluation)
-    monkeypatch.setattr(trackformer.evaluate, "format_table", lambda summary: "table")
+    monkeypatch.setattr(trackformer.evaluate, "format_table", lambda summary, **kwargs: "table")
     runs = tmp_path / "runs"
     for run in ("a", "b"):
         (runs / run / "checkpoints").mkdir(parents=True)

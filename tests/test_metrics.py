@@ -10,6 +10,8 @@ import torch
 from trackformer.metrics import (
     effective_count,
     effective_mask_count,
+    high_band_scores,
+    highpass,
     mask_overlap,
     mask_statistics,
     separation_scores,
@@ -239,3 +241,56 @@ def test_one_to_one_sdr_is_not_scale_invariant():
     noise = 10 * torch.log10(refs[1].pow(2).sum() / (est[1] - refs[1]).pow(2).sum())
     assert scores["one_to_one_sdr"] == pytest.approx((sdr_half + float(noise)) / 2, abs=1e-6)
     assert scores["one_to_one_sisnr"] > scores["one_to_one_sdr"]
+
+
+def _tone(hz: float, rate: int, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(round(seconds * rate)) / rate
+    return torch.sin(2 * torch.pi * hz * t)
+
+
+def test_highpass_keeps_only_the_band_above_the_cutoff_and_is_linear():
+    rate = 16000
+    low, high = _tone(500, rate), 0.5 * _tone(6000, rate)
+    out = highpass(torch.stack([low, high, low + high])[:, None], rate, 4000.0)  # (3, 1, T)
+    assert out.shape == (3, 1, rate) and out.dtype == torch.float32
+    inner = slice(rate // 10, -rate // 10)  # away from the edges, where the tones start and stop abruptly
+    assert float(out[0, 0, inner].pow(2).mean()) < 1e-8 * float(low.pow(2).mean())  # the 500 Hz tone is gone
+    torch.testing.assert_close(out[1, 0, inner], high[inner], atol=2e-3, rtol=0)  # the 6 kHz tone passes
+    torch.testing.assert_close(out[2], out[0] + out[1], atol=1e-6, rtol=0)  # linear: sums commute
+    for bad in (0.0, 8000.0, -5.0):
+        with pytest.raises(ValueError, match="cutoff_hz"):
+            highpass(low[None], rate, bad)
+
+
+def test_high_band_scores_qualifying_segments_and_references():
+    rate = 16000
+    g = torch.Generator().manual_seed(0)
+    a, b = 0.1 * torch.randn(2, 1, rate, generator=g)
+    refs, mix = torch.stack([a, b]), a + b
+    perfect = torch.zeros(8, 1, rate)
+    perfect[3], perfect[5] = a, b
+    scores = high_band_scores(perfect, refs, mix, rate, 4000.0)
+    assert scores["band_qualifies"] and scores["band_refs"] == 2
+    assert scores["band_shares"] == pytest.approx([0.5, 0.5], abs=0.02)  # white noise: equal shares
+    assert scores["band_mixit_sisnri"] > 60 and scores["band_one_to_one_sisnri"] > 60
+    # outputs that are the mixture / 8: MixIT-style sums four of them per song: no improvement
+    even = high_band_scores(mix.expand(8, -1, -1) / 8, refs, mix, rate, 4000.0)
+    assert even["band_mixit_sisnri"] == pytest.approx(0.0, abs=1e-6)
+    # a reference with nothing above the cutoff takes no part; with one left the segment does not qualify
+    low = highpass(a[None], rate, 50.0)[0] - highpass(a[None], rate, 3000.0)[0]
+    one = high_band_scores(perfect, torch.stack([low, b]), low + b, rate, 4000.0)
+    assert not one["band_qualifies"] and one["band_refs"] == 1 and one["band_shares"][0] < 1e-4
+    assert one["band_mixit_sisnri"] is None and one["band_one_to_one_sisnri"] is None
+    # three references, the third weak in the band (1 % of its energy): the means cover the two others only
+    c = 0.1 * torch.randn(1, rate, generator=g) * 0.1
+    three = torch.stack([a, b, c])
+    est = torch.zeros(8, 1, rate)
+    est[0], est[1], est[2] = a + 0.3 * c, b + 0.01 * a, 0.7 * c
+    got = high_band_scores(est, three, three.sum(0), rate, 4000.0)
+    assert got["band_refs"] == 2 and got["band_shares"][2] < 0.1
+    per_ref = separation_scores(highpass(est, rate, 4000.0), highpass(three, rate, 4000.0),
+                                highpass(three.sum(0), rate, 4000.0))["per_reference"]
+    expect = np.mean([per_ref[j]["mixit_sisnr"] - per_ref[j]["mixture_sisnr"] for j in (0, 1)])
+    assert got["band_mixit_sisnri"] == pytest.approx(expect, abs=1e-3)
+    with pytest.raises(ValueError, match="min_share"):
+        high_band_scores(perfect, refs, mix, rate, 4000.0, min_share=0.6)

@@ -2,8 +2,10 @@
 
     trackformer separate SONG... [-o DIR] [--checkpoint NAME|CKPT] [--chunk-seconds S] [--overlap F]
                          [--int24 | --float32] [--flac | --mp3] [--filename TEMPLATE] [--no-plot] [--device D]
-    trackformer evaluate [CKPT] DATA [--checkpoint NAME|CKPT] [--segment 10] [--n N] [--split all|train|valid]
-                         [--stems auto|musdb|as-is] [-o DIR] [--device D]
+    trackformer evaluate [CKPT] DATA [--checkpoint NAME|CKPT] [--segment 10] [--n N]
+                         [--split all|train|valid|test] [--stems auto|musdb|as-is] [--mixture-of-mixtures
+                         [--seed S] [--level-db L]] [--band-above HZ] [--score-rate data|model|HZ] [-o DIR]
+                         [--device D]
     trackformer export CKPT OUT             (slim inference checkpoint, trackformer.pretrained.export)
     trackformer train ... | pretrain ...     (trackformer.train.cli)
     trackformer data ...                    (trackformer.data.cli)
@@ -95,7 +97,7 @@ def evaluation_dir(out_root: str, checkpoint: str, label: str) -> str:
 
 def _cmd_evaluate(args) -> int:
     from trackformer import pretrained
-    from trackformer.evaluate import BASELINES, format_comparison, format_table, run_evaluation
+    from trackformer.evaluate import BASELINES, MULTI, PAIRS, format_comparison, format_table, run_evaluation
     from trackformer.train.distributed import resolve_device
 
     if len(args.paths) == 2 and args.checkpoint is not None:
@@ -105,20 +107,48 @@ def _cmd_evaluate(args) -> int:
     name = args.paths[0] if len(args.paths) == 2 else args.checkpoint or pretrained.DEFAULT
     checkpoint, data = pretrained.checkpoint_path(name), args.paths[-1]
     out_dir = evaluation_dir(args.output, checkpoint, pretrained.model_label(name))
+    score_rate = args.score_rate if args.score_rate in ("data", "model") else _rate(args.score_rate)
     result = run_evaluation(checkpoint, data, segment_seconds=args.segment, n=args.n, split=args.split,
                             stems=args.stems, out_dir=out_dir, device=resolve_device(args.device),
                             whole_song=args.whole_song, chunk_seconds=args.chunk_seconds,
-                            baselines=() if args.no_baselines else BASELINES, progress=not args.quiet)
-    print(format_table(result["summary"]))
+                            baselines=() if args.no_baselines else BASELINES,
+                            mixture_of_mixtures=args.mixture_of_mixtures, seed=args.seed, level_db=args.level_db,
+                            band_above_hz=args.band_above, score_rate=score_rate, progress=not args.quiet)
+    rate = result["sample_rate"]
+    source = "the data's rate" if score_rate == "data" else "the model's rate" if score_rate == "model" else "asked"
+    print(format_table(result["summary"], band_above_hz=args.band_above,
+                       scored_at=f"{rate} Hz ({source}; the model runs at {result['model_sample_rate']} Hz)"))
     if result.get("baselines"):
         rows = {"model": result["summary"], **{k: v["summary"] for k, v in result["baselines"].items()}}
-        print(f"\nbeside the non-learned baselines ({result['mode']}, windows of {result['chunk_seconds']:g} s):\n"
-              + format_comparison(rows))
-    print(f"{len(result['segments'])} segments of {args.segment:g} s from {result['songs']} songs "
-          f"({result['skipped_silent']} silent segments skipped; {result['songs_skipped']} songs unusable) "
-          f"in {result['seconds']:.1f} s")
-    print(f"results: {result['json']}\nplot:    {result['plot']}")
+        print(f"\nbeside the non-learned baselines ({result['mode']}, windows of {result['chunk_seconds']:g} s, "
+              f"scored at {rate} Hz):\n" + format_comparison(rows, band_above_hz=args.band_above))
+    if result["mode"] == PAIRS:
+        level = f"relative level drawn in ±{args.level_db:g} dB" if args.level_db else "levels as they are"
+        print(f"{len(result['segments'])} pairs of {args.segment:g} s excerpts from {result['songs']} songs (split "
+              f"{result['split']!r}, seed {args.seed}, {level}; {len(result['short_songs'])} songs shorter than "
+              f"{args.segment:g} s and {len(result['silent_songs'])} without an audible excerpt left out; "
+              f"{result['songs_skipped']} files unusable) in {result['seconds']:.1f} s")
+    else:
+        print(f"{len(result['segments'])} segments of {args.segment:g} s from {result['songs']} songs "
+              f"({result['skipped_silent']} silent segments skipped; {result['songs_skipped']} songs unusable) "
+              f"in {result['seconds']:.1f} s")
+    if args.band_above is not None:
+        qualified = result["summary"].get(MULTI, {}).get("band_segments", 0)
+        print(f"above {args.band_above:g} Hz: {qualified} of {len(result['segments'])} segments qualify (at least "
+              "two references with >= 10 % of the band's energy)")
+    print(f"results: {result['json']}")
+    if result["plot"]:
+        print(f"plot:    {result['plot']}")
+    else:
+        print(f"plot skipped: {result['plot_skipped']}", file=sys.stderr)
     return 0
+
+
+def _rate(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--score-rate takes 'data', 'model' or a rate in Hz, got {text!r}") from None
 
 
 def _cmd_export(args) -> int:
@@ -213,25 +243,44 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=_cmd_separate)
 
-    p = sub.add_parser("evaluate", help="SI-SNR(i) and mask metrics of a checkpoint on songs with stems",
+    p = sub.add_parser("evaluate", help="SI-SNR(i) and mask metrics of a checkpoint on songs with stems, or on "
+                                        "mixtures of two songs without stems",
                        description="Evaluate a model on a MoisesDB-layout folder (or a stems folder): one-to-one "
                                    "and MixIT-style SI-SNR / SI-SNRi by number of active stems, mask overlap, "
-                                   "effective mask count. Prints a table, writes JSON and a plot into "
-                                   "DIR/<model>/ (a new DIR/<model>-N/ when DIR/<model>/ holds another "
-                                   "checkpoint's results).")
+                                   "effective mask count, beside the mixture, an 8-band split and the oracle "
+                                   "ideal ratio mask, scored at the data's sample rate. With "
+                                   "--mixture-of-mixtures, on real music without stems: excerpts of two songs "
+                                   "are summed and each song is one reference. Prints a table, writes JSON and "
+                                   "(with matplotlib) a plot into DIR/<model>/ (a new DIR/<model>-N/ when "
+                                   "DIR/<model>/ holds another checkpoint's results).")
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="DATA (a MoisesDB-layout folder or stems folder), or CKPT DATA (the checkpoint first, "
-                        "same as --checkpoint)")
+                   help="DATA (a MoisesDB-layout folder or stems folder; with --mixture-of-mixtures a music corpus "
+                        "or any folder of audio files), or CKPT DATA (the checkpoint first, same as --checkpoint)")
     p.add_argument("--checkpoint", default=None,
                    help="a shipped model's name or a checkpoint path (default: the shipped model 'default')")
     p.add_argument("--segment", type=float, default=10.0, help="segment length in seconds (default 10)")
-    p.add_argument("--n", type=int, default=None, help="stop after N scored segments (default: all)")
-    p.add_argument("--split", default="all", choices=("all", "train", "valid"),
-                   help="songs to use: all, or the train/valid part of the trainer's split (default all)")
+    p.add_argument("--n", type=int, default=None,
+                   help="stop after N scored segments (pairs with --mixture-of-mixtures; default: all segments, "
+                        "or each song in one pair)")
+    p.add_argument("--split", default=None, choices=("all", "train", "valid", "test"),
+                   help="songs to use: all, or a part of the split (train/valid as the trainer's; test: a music "
+                        "corpus's own; default test for a corpus, else all)")
     p.add_argument("--stems", default="auto", choices=("auto", "musdb", "as-is"),
                    help="references: auto = a song's own stems if at most 4, else (MoisesDB) summed into "
                         "vocals/drums/bass/other (default); musdb = always grouped; as-is = never (songs with "
                         "more than 4 stems are skipped)")
+    p.add_argument("--mixture-of-mixtures", action="store_true",
+                   help="songs without stems (a corpus from `data index-music`, any folder of audio files, or the "
+                        "mixtures of a MoisesDB folder): score the separation of two songs' summed excerpts")
+    p.add_argument("--seed", type=int, default=0, help="--mixture-of-mixtures: pairs and excerpts (default 0)")
+    p.add_argument("--level-db", type=float, default=0.0,
+                   help="--mixture-of-mixtures: relative level of the two songs drawn in ±L dB (default 0: levels "
+                        "as they are)")
+    p.add_argument("--band-above", type=float, default=None, metavar="HZ",
+                   help="also score SI-SNRi on the part above HZ (e.g. 8000), over segments where at least two "
+                        "references carry >= 10%% of that band's energy")
+    p.add_argument("--score-rate", default="data", metavar="data|model|HZ",
+                   help="rate the outputs are scored at: the data's files' rate (default), the model's, or HZ")
     p.add_argument("--whole-song", action="store_true",
                    help="separate each song once, whole (as `separate` does), then score its segments")
     p.add_argument("--chunk-seconds", type=float, default=None,

@@ -13,6 +13,9 @@ Conventions (shared/DESIGN.md §3):
   (Hungarian, exact); (b) MixIT-style: every output assigned to one reference and summed, maximising the mean
   SI-SNR over all K^M assignments (exact enumeration on inner products: 4^8 = 65,536 rows for K = 4, M = 8).
   References with RMS < 1e-4 (over C·T) are left out of both and counted in ``n_silent_refs``.
+* ``high_band_scores``: the same matched scores on the part of every signal above a cutoff (an STFT high-pass,
+  :func:`highpass`, applied identically to references, mixture and estimates), averaged over the references
+  that carry at least ``min_share`` of the band's energy, only where at least two do.
 * ``effective_mask_count``: ``exp(−Σ_m p_m log p_m)``, p_m = share of the masked mixture energy
   ``Σ (mask_m·|X|)²`` in output m (1 .. M).
 * ``mask_overlap``: mean over TF bins, weighted by the mixture energy |X|², of ``exp(H_bin)`` with H_bin the
@@ -222,6 +225,60 @@ def separation_scores(estimates, references, mixture, eps: float = 1e-8) -> dict
         "n_active_refs": len(active),
         "n_silent_refs": k - len(active),
     }
+
+
+# ------------------------------------------------------------------------------------------- high band
+HIGHPASS_WINDOW_SECONDS = 0.05  # STFT window of :func:`highpass` (2048 samples at 44.1 kHz: 21.5 Hz bins)
+
+
+def highpass(x: torch.Tensor, sample_rate: int, cutoff_hz: float) -> torch.Tensor:
+    """The part of ``x`` (..., T) above ``cutoff_hz``: STFT (Hann window of about
+    :data:`HIGHPASS_WINDOW_SECONDS`, hop a quarter of it), every bin below the cutoff set to zero, inverse STFT.
+    Linear and zero-phase, so applied to references, mixture and estimates alike it commutes with their sums.
+    Returns float32 (..., T)."""
+    from trackformer.models.stft import istft, stft  # lazy: trackformer.models loads the model stack
+
+    if not 0 < cutoff_hz < sample_rate / 2:
+        raise ValueError(f"cutoff_hz must be in (0, {sample_rate / 2:g}) Hz (Nyquist at {sample_rate} Hz), "
+                         f"got {cutoff_hz}")
+    n_fft = 2 * round(HIGHPASS_WINDOW_SECONDS * sample_rate / 2)
+    hop, window = n_fft // 4, torch.hann_window(n_fft)
+    spec = stft(x, n_fft, hop, window)
+    freqs = torch.arange(spec.shape[-2]) * (sample_rate / n_fft)
+    return istft(spec * (freqs >= cutoff_hz)[:, None], n_fft, hop, window, x.shape[-1])
+
+
+def high_band_scores(estimates, references, mixture, sample_rate: int, cutoff_hz: float, *,
+                     min_share: float = 0.1, eps: float = 1e-8) -> dict:
+    """MixIT-style and one-to-one SI-SNRi of the part of every signal above ``cutoff_hz`` (:func:`highpass`).
+
+    estimates (M, C, T), references (K, C, T), mixture (C, T) at ``sample_rate`` Hz, as
+    :func:`separation_scores`. A reference takes part when it carries at least ``min_share`` of the references'
+    summed energy in the band and is not silent there (RMS >= 1e-4); the segment qualifies when at least two
+    do. Returns {band_qualifies, band_refs (references taking part), band_shares (per reference),
+    band_mixit_sisnri, band_one_to_one_sisnri (dB, means over the references taking part; None unless the
+    segment qualifies)}. The assignments are those that maximise the scores of every active reference in the
+    band (:func:`separation_scores` on the high-passed signals)."""
+    if not 0 < min_share <= 0.5:
+        raise ValueError(f"min_share must be in (0, 0.5] (two references must be able to carry it), got {min_share}")
+    est = _as_tensor("estimates", estimates, 3)
+    refs = _as_tensor("references", references, 3)
+    mix = _as_tensor("mixture", mixture, 2)
+    k = refs.shape[0]
+    high = highpass(torch.cat([refs, mix[None], est]).float(), sample_rate, cutoff_hz).double()
+    h_refs, h_mix, h_est = high[:k], high[k], high[k + 1:]
+    energy = h_refs.pow(2).sum(dim=(1, 2))
+    shares = energy / energy.sum() if float(energy.sum()) > 0 else torch.zeros_like(energy)
+    audible = h_refs.pow(2).mean(dim=(1, 2)).sqrt() >= SILENT_RMS
+    taking_part = [j for j in range(k) if shares[j] >= min_share and audible[j]]
+    out = dict(band_qualifies=len(taking_part) >= 2, band_refs=len(taking_part),
+               band_shares=[float(s) for s in shares], band_mixit_sisnri=None, band_one_to_one_sisnri=None)
+    if out["band_qualifies"]:
+        per_ref = separation_scores(h_est, h_refs, h_mix, eps)["per_reference"]
+        for key in ("mixit", "one_to_one"):
+            out[f"band_{key}_sisnri"] = float(np.mean([per_ref[j][f"{key}_sisnr"] - per_ref[j]["mixture_sisnr"]
+                                                       for j in taking_part]))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ mask metrics
