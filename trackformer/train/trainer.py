@@ -202,8 +202,8 @@ class Trainer:
     def _run(self, resume: bool) -> str:
         cfg, dist_info = self.config, self.dist
         device = dist_info.device
-        if cfg.amp != "off" and device.type != "cuda":
-            raise ValueError(f"amp={cfg.amp!r} needs a CUDA device (this run uses {device}); set amp: off")
+        if cfg.amp == "fp16" and device.type != "cuda":  # bf16 autocast also runs on the CPU (no grad scaler)
+            raise ValueError(f"amp='fp16' needs a CUDA device (this run uses {device}); set amp: bf16 or off")
         per_step = cfg.batch_size * dist_info.world_size
         self.steps_per_epoch = cfg.examples_per_epoch // per_step
         if self.steps_per_epoch < 1:
@@ -416,20 +416,23 @@ class Trainer:
         return torch.compile(objective) if self.config.compile else objective
 
     def _init_from(self, model: nn.Module, name: str, path: str) -> None:
-        """Initialises ``model`` from a (pre-training) checkpoint: the encoder if the model has one, else all."""
+        """Initialises ``model`` from a checkpoint: a MixIT checkpoint (a trained separator, e.g. the shipped
+        model) gives the whole model, for fine-tuning; an Audio-MAE one the encoder of a Performer."""
         payload = load_checkpoint(path)
         if payload["model"]["name"] != name:
             raise CheckpointError(f"init_from {path} holds a {payload['model']['name']!r} model, this run trains "
                                   f"{name!r}")
         state = payload["model"]["state"]
+        whole = payload.get("stage") == "mixit" or not isinstance(model, PerformerSeparator)
         try:
-            if isinstance(model, PerformerSeparator):
-                model.load_encoder_state_dict(state)
-            else:
+            if whole:
                 model.load_state_dict(state)
+            else:
+                model.load_encoder_state_dict(state)
         except (ValueError, RuntimeError) as err:
             raise CheckpointError(f"init_from {path} does not fit this model: {err}") from err
-        log.info("initialised the %s encoder from %s (step %d)", name, path, payload["step"])
+        log.info("initialised the %s %s from %s (%s checkpoint, step %d)", name, "model" if whole else "encoder",
+                 path, payload.get("stage", "?"), payload["step"])
 
     def _restore(self, state: _RunState, payload: dict, path: str) -> None:
         """Loads a checkpoint of this run into the fresh ``state``; sets the step, metrics and data position."""
