@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from trackformer.data import MoisesDB, find_fluidsynth, find_soundfont, render_chorales
-from trackformer.data.render import INSTRUMENTS, PARTS, hold_fermatas, list_chorales
+from trackformer.data.render import (
+    HELD_OUT_SOUNDFONTS,
+    INSTRUMENTS,
+    PARTS,
+    SOUNDFONT_NAMES,
+    TRAINING_SOUNDFONTS,
+    hold_fermatas,
+    list_chorales,
+)
 
 pytest.importorskip("music21", reason="music21 is not installed (pip install 'trackformer[render]')")
 pytest.importorskip("pretty_midi", reason="pretty-midi is not installed (pip install 'trackformer[render]')")
@@ -127,3 +135,19 @@ def test_missing_fluidsynth_says_what_to_install(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="apt-get install fluidsynth"):
         find_fluidsynth()
+
+
+def test_soundfont_names_say_what_to_install_and_keep_musescore_out_of_training(monkeypatch):
+    assert set(TRAINING_SOUNDFONTS) | set(HELD_OUT_SOUNDFONTS) == set(SOUNDFONT_NAMES)
+    assert "musescore" in HELD_OUT_SOUNDFONTS and not set(TRAINING_SOUNDFONTS) & set(HELD_OUT_SOUNDFONTS)
+    for name, (_, candidates) in SOUNDFONT_NAMES.items():
+        found = [c for c in candidates() if os.path.isfile(c)]
+        if found:
+            assert find_soundfont(name) == found[0] == find_soundfont(name.upper())
+        else:
+            with pytest.raises(FileNotFoundError, match=f"{name}.*not installed: .*install"):
+                find_soundfont(name)
+    monkeypatch.setattr(os.path, "isfile", lambda p: False)
+    for name in ("fluidr3mono", "csound", "opl3"):
+        with pytest.raises(FileNotFoundError, match=f"apt-get install {name}-"):
+            find_soundfont(name)

@@ -1,5 +1,7 @@
 """Generated songs: TinySoundFont rendering of note lists, song plans, the MoisesDB-layout writer and its CLI."""
 
+import hashlib
+import importlib.metadata
 import json
 import os
 
@@ -8,6 +10,7 @@ import pytest
 
 from trackformer import cli
 from trackformer.data import MoisesDB
+from trackformer.data.effects import stem_kind
 from trackformer.data.render import find_soundfont
 from trackformer.data.songgen import ROLES, plan_song, render_song, render_songs, song_seed
 
@@ -96,3 +99,64 @@ def test_render_songs_writes_moisesdb_layout_idempotently(tmp_path, soundfont, c
     assert all(s.name.startswith("test-0-") and s.num_stems <= 3
                for s in MoisesDB(str(tmp_path / "test"), sample_rate=SR, max_stems=None).songs)
     assert cli.main(["data", "render-songs", str(tmp_path / "x"), "--n", "1", "--soundfont", "nope.sf2"]) == 2
+
+
+# sha256 of song train/0/0 (2 s at 16 kHz, TimGM6mb of pretty-midi) rendered before effects existed, with
+# tinysoundfont 0.3.7: the default (effects off) must keep rendering every seed exactly as before
+DEFAULT_RENDER = ("0.3.7", "43dade4362dfbf62964fdf03f887553cf3e87142e41612f8199401551e53bb1f")
+
+
+def _digest(stems, meta) -> str:
+    h = hashlib.sha256()
+    for role in sorted(stems):
+        h.update(role.encode())
+        h.update(np.ascontiguousarray(stems[role], np.float32).tobytes())
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def test_default_render_is_unchanged_by_the_effects_option(soundfont):
+    seed = song_seed("train", 0, 0)
+    default = _digest(*render_song(seed, soundfont=soundfont, sample_rate=SR, seconds=2.0))
+    assert _digest(*render_song(seed, soundfont=soundfont, sample_rate=SR, seconds=2.0, effects=False)) == default
+    version, digest = DEFAULT_RENDER
+    if importlib.metadata.version("tinysoundfont") != version:
+        pytest.skip(f"the pinned render digest is for tinysoundfont {version}")
+    assert default == digest
+
+
+def test_effects_change_the_stems_not_the_song(soundfont):
+    seed = song_seed("train", 0, 0)
+    dry, dry_meta = render_song(seed, soundfont=soundfont, sample_rate=SR, seconds=3.0)
+    wet, meta = render_song(seed, soundfont=soundfont, sample_rate=SR, seconds=3.0, effects=True)
+    again, again_meta = render_song(seed, soundfont=soundfont, sample_rate=SR, seconds=3.0, effects=True)
+    assert set(wet) == set(dry) and {a.shape for a in wet.values()} == {(2, 3 * SR)}
+    assert again_meta == meta and meta["effects"] is True and "effects" not in dry_meta
+    for role in wet:
+        np.testing.assert_array_equal(again[role], wet[role])  # seeded: bit-identical
+        assert np.isfinite(wet[role]).all()
+        part = meta["parts"][role]
+        assert part["effects"]["kind"] == stem_kind(role, part["program"]) and part["effects"]["steps"]
+        assert {k: v for k, v in part.items() if k != "effects"} == dry_meta["parts"][role]  # the same plan
+    assert np.abs(sum(wet.values())).max() == pytest.approx(0.8, rel=1e-5)  # the mixture still never clips
+
+    def rms(stems):
+        return np.array([np.sqrt(np.mean(np.square(stems[r], dtype=np.float64))) for r in sorted(stems)])
+
+    np.testing.assert_allclose(rms(wet) / rms(wet)[0], rms(dry) / rms(dry)[0], rtol=1e-4)  # the drawn levels kept
+    scale = rms(dry)[0] / rms(wet)[0]  # the whole song's gain differs: compare the sounds at one gain
+    assert all(np.abs(wet[r] * scale - dry[r]).max() > 0.05 * np.abs(dry[r]).max() for r in wet)
+    json.dumps(meta)  # the chains are plain data for data.json
+
+
+def test_render_songs_with_effects_records_them_and_keeps_folders_apart(tmp_path, soundfont):
+    out = str(tmp_path / "fx")
+    summary = render_songs(out, n=1, soundfont=soundfont, sample_rate=SR, seconds=2.0, effects=True, progress=False)
+    assert summary["rendered"] == 1
+    with open(os.path.join(out, "train-0-0000", "data.json")) as f:
+        render = json.load(f)["render"]
+    assert render["effects"] is True and all("effects" in p for p in render["parts"].values())
+    assert render_songs(out, n=1, soundfont=soundfont, sample_rate=SR, seconds=2.0, effects=True,
+                        progress=False)["existing"] == 1
+    with pytest.raises(ValueError, match="effects on"):
+        render_songs(out, n=1, soundfont=soundfont, sample_rate=SR, seconds=2.0, progress=False)

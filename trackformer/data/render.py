@@ -48,6 +48,9 @@ LOWEST, HIGHEST = 28, 86  # MIDI range every transposed piece stays in (E1 .. D6
 FLUIDR3 = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")
 TIMGM_SYSTEM = ("/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/soundfonts/TimGM6mb.sf2")
 MUSESCORE = ("/usr/share/sounds/sf3/MuseScore_General.sf3", "/usr/share/sounds/sf2/MuseScore_General.sf2")
+FLUIDR3_MONO = ("/usr/share/sounds/sf3/FluidR3Mono_GM.sf3", "/usr/share/fluidr3mono-gm-soundfont/FluidR3Mono_GM.sf3")
+CSOUND_GM = ("/usr/share/sounds/sf2/sf_GMbank.sf2", "/usr/share/samples/sf_GMbank.sf2")
+OPL3 = ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2",)
 INSTALL_FLUIDSYNTH = ("fluidsynth was not found on PATH: install it (Debian/Ubuntu `apt-get install fluidsynth`, "
                       "macOS `brew install fluid-synth`, conda `conda install -c conda-forge fluidsynth`)")
 
@@ -68,16 +71,28 @@ def _timgm6mb() -> tuple[str, ...]:
     return (os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2"), *TIMGM_SYSTEM)
 
 
+# name: (how to install it, candidate paths). All are complete General-MIDI sets (128 programs and the GM kit)
+# that TinySoundFont renders (checked 2026-12: every program songgen draws, and the kit, sounds in each).
 SOUNDFONT_NAMES = {"timgm6mb": ("pip install pretty-midi (ships TimGM6mb.sf2) or apt-get install timgm6mb-soundfont",
                                 _timgm6mb),
                    "fluidr3": ("apt-get install fluid-soundfont-gm", lambda: FLUIDR3),
-                   "musescore": ("apt-get install musescore-general-soundfont", lambda: MUSESCORE)}
+                   "fluidr3mono": ("apt-get install fluidr3mono-gm-soundfont (19 MB; MuseScore 2's mono FluidR3)",
+                                   lambda: FLUIDR3_MONO),
+                   "csound": ("apt-get install csound-soundfont (4 MB; Csound's GM bank)", lambda: CSOUND_GM),
+                   "opl3": ("apt-get install opl3-soundfont (100 MB; FM-synthesis timbres of an OPL3 chip)",
+                            lambda: OPL3),
+                   "musescore": ("apt-get install musescore-general-soundfont (or -small, -lossless)",
+                                 lambda: MUSESCORE)}
+# what training sets may render with; MuseScore General is held out: the project's test sets render with it only
+TRAINING_SOUNDFONTS = ("timgm6mb", "fluidr3", "fluidr3mono", "csound", "opl3")
+HELD_OUT_SOUNDFONTS = ("musescore",)
 
 
 def find_soundfont(path: str | None = None) -> str:
     """A General-MIDI soundfont: ``path`` if given (a file, or one of :data:`SOUNDFONT_NAMES`: timgm6mb, fluidr3,
-    musescore); else FluidR3 (Debian ``fluid-soundfont-gm``) if installed, else TimGM6mb from the pretty-midi
-    package or Debian ``timgm6mb-soundfont``. FileNotFoundError saying what to install when there is none."""
+    fluidr3mono, csound, opl3, musescore); else FluidR3 (Debian ``fluid-soundfont-gm``) if installed, else
+    TimGM6mb from the pretty-midi package or Debian ``timgm6mb-soundfont``. FileNotFoundError saying what to
+    install when there is none. Train with :data:`TRAINING_SOUNDFONTS`; MuseScore General is held out."""
     if path is not None and path.lower() in SOUNDFONT_NAMES:
         install, candidates = SOUNDFONT_NAMES[path.lower()]
         found = [c for c in candidates() if os.path.isfile(c)]

@@ -6,12 +6,17 @@ several rhythms), lead (a phrase-structured melody on chord tones and scale step
 arpeggio, counter-melody. Each stem draws a GM program from its role's list, a velocity level and a stereo
 position; note onsets are humanised by a few milliseconds and each stem is detuned by up to ±0.15 semitone
 (pitch variation at render time). Stems are rendered one at a time (:func:`trackformer.data.sfsynth.render_part`),
-set to a per-stem level drawn in a 12 dB range, and the song scaled so its mixture peaks at 0.8.
+set to a per-stem level drawn in a 12 dB range, and the song scaled so its mixture peaks at 0.8. With
+``effects=True`` each stem first goes through an effect chain a band's track would have (amp distortion,
+EQ, compression, reverb, stereo width: :mod:`trackformer.data.effects`), drawn per stem kind from the song
+seed and the role; effects apply before summing, so the stems stay the true sources of the mixture. Without it
+(the default) every seed renders exactly as before effects existed.
 
 :func:`render_songs` writes songs in the MoisesDB layout (``trackformer data render-songs``). The same seed
 and soundfont always give the same song. Train and test sets differ by seed namespace *and* soundfont: the
 project's held-out test set (``--split test``) uses seeds no training set uses, and a soundfont (MuseScore
-General, Debian ``musescore-general-soundfont``) that no training preset renders with.
+General, Debian ``musescore-general-soundfont``) that no training preset renders with; training sets render
+with :data:`trackformer.data.render.TRAINING_SOUNDFONTS`.
 """
 
 import dataclasses
@@ -22,10 +27,12 @@ import zlib
 
 import numpy as np
 
+from trackformer.data.effects import effect_chain, stem_kind
 from trackformer.data.moisesdb import commit_song, remove_stale_temp, write_song
 from trackformer.data.sfsynth import Note, render_part
 
 PEAK = 0.8
+EFFECTS_STREAM = 0xEFFEC7  # the effect draws' own seed stream: the musical plan is the same with or without
 SPLITS = {"train": 0, "test": 1}  # seed namespaces: a test song never shares a seed with a training song
 ROLES = ("drums", "bass", "chords", "lead", "pad", "arpeggio", "counter")
 # role -> GM programs (0-based) it may be played by
@@ -251,21 +258,29 @@ def plan_song(seed: int, *, seconds: float = 30.0, max_stems: int = 6) -> dict:
     return dict(bpm=bpm, key=key, mode="minor" if minor else "major", progression=list(progression), parts=parts)
 
 
-def render_song(seed: int, *, soundfont: str, sample_rate: int, seconds: float = 30.0,
-                max_stems: int = 6) -> tuple[dict, dict]:
+def render_song(seed: int, *, soundfont: str, sample_rate: int, seconds: float = 30.0, max_stems: int = 6,
+                effects: bool = False) -> tuple[dict, dict]:
     """(stems {role: (2, T) float32}, plan metadata) of song ``seed``; stems at their drawn levels, mixture peak 0.8.
 
     A stem that renders silent (a program the soundfont lacks) is left out; ValueError if fewer than 2 remain.
+    ``effects``: run each stem through its drawn effect chain before levelling (the chains are in the metadata's
+    ``parts[role]["effects"]``).
     """
     plan = plan_song(seed, seconds=seconds, max_stems=max_stems)
     length = round(seconds * sample_rate)
-    stems, kept = {}, []
+    stems, kept, chains = {}, [], {}
     for part in plan["parts"]:
         audio = render_part(part.notes, soundfont=soundfont, program=part.program or 0, drums=part.program is None,
                             sample_rate=sample_rate, pan=part.pan, tuning=part.tuning, length=length)
         rms = float(np.sqrt(np.mean(np.square(audio))))
         if rms < 1e-5:
             continue
+        if effects:
+            rng = np.random.default_rng([seed, EFFECTS_STREAM, zlib.crc32(part.role.encode())])
+            chain = effect_chain(stem_kind(part.role, part.program), rng)
+            audio = chain(audio, sample_rate)
+            chains[part.role] = chain.as_dict()
+            rms = float(np.sqrt(np.mean(np.square(audio))))
         stems[part.role] = audio * np.float32(10 ** (part.level_db / 20) / rms * 0.1)
         kept.append(part)
     if len(stems) < 2:
@@ -276,6 +291,10 @@ def render_song(seed: int, *, soundfont: str, sample_rate: int, seconds: float =
                 soundfont=os.path.basename(soundfont), sample_rate=sample_rate,
                 parts={p.role: dict(program=p.program, pan=p.pan, tuning=p.tuning, level_db=p.level_db,
                                     notes=len(p.notes)) for p in kept})
+    if effects:  # only then: without effects the metadata is what it always was
+        meta["effects"] = True
+        for role, chain in chains.items():
+            meta["parts"][role]["effects"] = chain
     return stems, meta
 
 
@@ -287,9 +306,10 @@ def song_seed(split: str, index: int, seed: int) -> int:
 
 
 def render_songs(out_dir: str, *, n: int, soundfont: str, split: str = "train", seed: int = 0,
-                 sample_rate: int = 44100, seconds: float = 30.0, max_stems: int = 6, progress: bool = True) -> dict:
+                 sample_rate: int = 44100, seconds: float = 30.0, max_stems: int = 6, effects: bool = False,
+                 progress: bool = True) -> dict:
     """Renders songs 0..n-1 of ``split`` into ``out_dir`` (MoisesDB layout; idempotent and atomic per song),
-    named ``{split}-{seed}-{index:04d}``.
+    named ``{split}-{seed}-{index:04d}``; ``effects``: per-stem effect chains (see :func:`render_song`).
 
     Returns {"rendered", "existing", "skipped": [(name, reason)], "wall_seconds"}.
     """
@@ -309,14 +329,15 @@ def render_songs(out_dir: str, *, n: int, soundfont: str, split: str = "train", 
         if os.path.isfile(os.path.join(final, "data.json")):
             with open(os.path.join(final, "data.json")) as f:
                 render = json.load(f).get("render", {})
-            if render.get("sample_rate") != sample_rate or render.get("soundfont") != os.path.basename(soundfont):
-                raise ValueError(f"{final} was rendered with {render.get('soundfont')} at "
-                                 f"{render.get('sample_rate')} Hz; use another folder")
+            if (render.get("sample_rate") != sample_rate or render.get("soundfont") != os.path.basename(soundfont)
+                    or render.get("effects", False) != effects):
+                raise ValueError(f"{final} was rendered with {render.get('soundfont')} at {render.get('sample_rate')} "
+                                 f"Hz, effects {'on' if render.get('effects', False) else 'off'}; use another folder")
             summary["existing"] += 1
             continue
         try:
             stems, meta = render_song(song_seed(split, i, seed), soundfont=soundfont, sample_rate=sample_rate,
-                                      seconds=seconds, max_stems=max_stems)
+                                      seconds=seconds, max_stems=max_stems, effects=effects)
         except ValueError as e:
             summary["skipped"].append((name, str(e)))
             continue
