@@ -103,6 +103,8 @@ def test_distortion_adds_harmonics_of_a_sine_and_keeps_the_peak():
     assert band_db(y, 500) - band_db(y, 250) < -60  # ... and no even ones
     asym = distortion(x, SR, drive_db=24, tone_hz=6000, bias=0.3)
     assert band_db(asym, 500) - band_db(asym, 250) > -40  # the bias adds even harmonics
+    assert abs(asym[:, SR // 4: SR // 4 + 64 * 180].mean()) < 1e-3 * np.abs(asym).max()  # whole periods: no DC
+    assert abs(np.tanh(8 * x + 0.3).mean() - np.tanh(0.3)) > 0.02  # which the curve alone would leave
     assert np.abs(y).max() == pytest.approx(0.3, rel=1e-5)  # returned at the input's peak
     darker = distortion(x, SR, drive_db=24, tone_hz=800)
     assert band_db(darker, 2750) < band_db(y, 2750) - 6  # the tone control removes fizz

@@ -46,15 +46,22 @@ def _one_pole_lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.n
     return sosfilt(np.array([[1.0 - a, 0.0, 0.0, 1.0, -a, 0.0]], dtype=x.dtype), x, axis=-1)
 
 
+def _dc_block(x: np.ndarray, sample_rate: int, cutoff_hz: float = 20.0) -> np.ndarray:
+    """First-order high-pass (an amp's coupling capacitor) along the last axis: removes the DC an asymmetric
+    curve adds."""
+    r = math.exp(-2.0 * math.pi * cutoff_hz / sample_rate)
+    return sosfilt(np.array([[1.0, -1.0, 0.0, 1.0, -r, 0.0]], dtype=x.dtype), x, axis=-1)
+
+
 def distortion(x: np.ndarray, sample_rate: int, *, drive_db: float, tone_hz: float, bias: float = 0.0,
                mix: float = 1.0) -> np.ndarray:
-    """Amp-style soft clipping: (C, T) → (C, T) float32, peak ≤ the input's.
+    """Amp-style soft clipping: (C, T) → (C, T) float32 at the input's peak.
 
     The input is scaled so its peak sits ``drive_db`` dB (≥ 0) above the knee of a ``tanh`` curve (0 dB: barely
     saturating, 30 dB: heavy fuzz), shaped by ``tanh(g·x + bias) − tanh(bias)`` (``bias`` in [0, 0.5) makes it
-    asymmetric, adding even harmonics as a valve stage does), low-passed at ``tone_hz`` (the amp's tone control:
-    it tames the fizz the clipping adds) and mixed ``mix`` (0..1) wet with the dry signal, then returned at the
-    input's peak.
+    asymmetric, adding even harmonics as a valve stage does, and the DC that a 20 Hz high-pass then removes),
+    low-passed at ``tone_hz`` (the amp's tone control: it tames the fizz the clipping adds) and mixed ``mix``
+    (0..1) wet with the dry signal, then returned at the input's peak.
     """
     x = _check(x, sample_rate)
     if drive_db < 0 or not 0 <= bias < 0.5 or not 0 <= mix <= 1:
@@ -65,8 +72,8 @@ def distortion(x: np.ndarray, sample_rate: int, *, drive_db: float, tone_hz: flo
     if peak == 0:
         return x.copy()
     g = 10 ** (drive_db / 20) / peak
-    wet = _one_pole_lowpass(np.tanh(np.float32(g) * x + np.float32(bias)) - np.float32(math.tanh(bias)), tone_hz,
-                            sample_rate)
+    shaped = np.tanh(np.float32(g) * x + np.float32(bias)) - np.float32(math.tanh(bias))
+    wet = _one_pole_lowpass(_dc_block(shaped, sample_rate) if bias else shaped, tone_hz, sample_rate)
     y = np.float32((1 - mix) / peak) * x + np.float32(mix / max(_peak(wet), _TINY)) * wet
     return (y * np.float32(peak / max(_peak(y), _TINY))).astype(np.float32, copy=False)
 
