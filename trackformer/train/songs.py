@@ -57,7 +57,10 @@ def select_real_songs(config: TrainConfig) -> list:
         return []
     if not os.path.isdir(config.real_root):
         raise FileNotFoundError(f"real_root {config.real_root!r} (a music corpus) is not a folder")
-    return _corpus(config.real_root, "real_root", config).split("train")
+    songs = _corpus(config.real_root, "real_root", config).split("train")
+    log.info("%.0f%% of the training pairs: %d real recordings (%.1f h) of %s", 100 * config.real_fraction, len(songs),
+             sum(s.duration for s in songs) / 3600, config.real_root)
+    return songs
 
 
 def _corpus(root: str, field: str, config: TrainConfig) -> MusicCorpus:
