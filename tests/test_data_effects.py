@@ -7,7 +7,9 @@ from scipy.signal import sosfreqz
 from trackformer.data.effects import (
     KINDS,
     biquad,
+    bus_compression,
     compressor,
+    compressor_gain,
     distortion,
     effect_chain,
     eq,
@@ -191,6 +193,29 @@ def test_stereo_width_zero_is_mono_one_is_unchanged():
     np.testing.assert_array_equal(stereo_width(one, SR, width=0.0), one)
 
 
+def test_bus_compression_is_one_gain_curve_that_lowers_the_crest_factor():
+    t = np.arange(2 * SR)
+    hits = np.exp(-(t % (SR // 4)) / (0.005 * SR))  # a mix: a short drum hit every 0.25 s over sustained chords
+    mix = (noise(2.0, seed=2) * 4 * hits + sine(220, 2.0, amp=0.2) + sine(330, 2.0, amp=0.15)).astype(np.float32)
+    bus = bus_compression(np.random.default_rng(0))
+    assert bus == bus_compression(np.random.default_rng(0)) and bus != bus_compression(np.random.default_rng(1))
+    gain = bus.gain(mix, SR)
+    assert gain.shape == (2 * SR,) and gain.dtype == np.float32 and 0 < gain.min() and gain.max() <= 1.0
+
+    def crest(a):
+        return np.abs(a).max() / np.sqrt(np.mean(np.square(a, dtype=np.float64)))
+
+    assert crest(mix * gain) < 0.8 * crest(mix)
+    # the same curve for any scale of the same mixture (thresholds are relative to its peak)
+    np.testing.assert_allclose(bus.gain(mix * 0.01, SR), gain, atol=1e-5)
+    assert (bus.gain(np.zeros((2, SR), np.float32), SR) == 1).all()
+    assert bus.as_dict()["steps"][-1]["ratio"] == 20.0
+    quiet = sine(440, amp=0.05)
+    assert (compressor_gain(quiet, SR, threshold_db=-20, ratio=4, attack_ms=2, release_ms=50) == 1).all()
+    with pytest.raises(TypeError, match="Generator"):
+        bus_compression(3)
+
+
 def test_stem_kinds_from_roles_and_programs():
     assert stem_kind("drums", None) == "drums"
     assert stem_kind("bass", 33) == "bass" and stem_kind("counter", 35) == "bass"
@@ -231,5 +256,5 @@ def test_chains_are_seeded_bounded_and_plausible():
 
 def test_cost_is_measured_per_effect():
     cost = seconds_per_minute(sample_rate=SR, repeats=1)
-    assert set(EFFECTS) <= set(cost) and any(k.startswith("chain[guitar") for k in cost)
+    assert set(EFFECTS) | {"bus_compression"} <= set(cost) and any(k.startswith("chain[guitar") for k in cost)
     assert all(0 < s < 60 for s in cost.values())

@@ -80,22 +80,31 @@ def distortion(x: np.ndarray, sample_rate: int, *, drive_db: float, tone_hz: flo
 
 def compressor(x: np.ndarray, sample_rate: int, *, threshold_db: float, ratio: float, attack_ms: float,
                release_ms: float, makeup_db: float = 0.0, knee_db: float = 6.0) -> np.ndarray:
-    """Feed-forward compressor with a stereo-linked peak detector: (C, T) → (C, T) float32.
+    """Feed-forward compressor with a stereo-linked peak detector: (C, T) → (C, T) float32, ``x`` times
+    :func:`compressor_gain`."""
+    x = _check(x, sample_rate)
+    return x * compressor_gain(x, sample_rate, threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms,
+                               release_ms=release_ms, makeup_db=makeup_db, knee_db=knee_db)
+
+
+def compressor_gain(x: np.ndarray, sample_rate: int, *, threshold_db: float, ratio: float, attack_ms: float,
+                    release_ms: float, makeup_db: float = 0.0, knee_db: float = 6.0) -> np.ndarray:
+    """The gain (T,) float32 a feed-forward compressor applies to ``x`` (C, T), one for all channels.
 
     Above ``threshold_db`` (dBFS) the level rises only 1/``ratio`` dB per dB (a soft knee ``knee_db`` wide); the
     gain reduction follows the level with one-pole ``attack_ms`` / ``release_ms`` time constants, computed on
-    32-sample blocks (0.7 ms at 44.1 kHz) and interpolated per sample; ``makeup_db`` is added after. A signal
-    that stays ``knee_db``/2 below the threshold passes unchanged (gain exactly 1). The output peak can exceed
-    the input's only by ``makeup_db``.
+    blocks of half the attack time (32 to 256 samples: 0.7 to 5.8 ms at 44.1 kHz) and interpolated per sample;
+    ``makeup_db`` is added after. A signal that stays ``knee_db``/2 below the threshold passes unchanged (gain
+    exactly 1). The output peak can exceed the input's only by ``makeup_db``.
     """
     x = _check(x, sample_rate)
     if ratio < 1 or attack_ms <= 0 or release_ms <= 0 or knee_db < 0:
         raise ValueError(f"compressor needs ratio >= 1, attack_ms > 0, release_ms > 0, knee_db >= 0; got {ratio}, "
                          f"{attack_ms}, {release_ms}, {knee_db}")
-    hop = 32
+    hop = int(np.clip(attack_ms * 1e-3 * sample_rate / 2, 32, 256))  # blocks of half the attack time
     t = x.shape[1]
     if t == 0:
-        return x.copy()
+        return np.ones(0, np.float32)
     blocks = -(-t // hop)
     level = np.pad(np.abs(x).max(axis=0), (0, blocks * hop - t)).reshape(blocks, hop).max(axis=1)
     level_db = 20 * np.log10(np.maximum(level, 1e-10))
@@ -116,8 +125,7 @@ def compressor(x: np.ndarray, sample_rate: int, *, threshold_db: float, ratio: f
         state = a * state + (1 - a) * target
         smooth[i] = state
     centres = np.arange(blocks) * hop + (hop - 1) / 2
-    gain = 10 ** ((np.interp(np.arange(t), centres, smooth) + makeup_db) / 20)
-    return x * gain.astype(np.float32)
+    return (10 ** ((np.interp(np.arange(t), centres, smooth) + makeup_db) / 20)).astype(np.float32)
 
 
 def _check_freq(freq: float, sample_rate: int, name: str) -> None:
@@ -332,6 +340,45 @@ def effect_chain(stem_kind: str, rng: np.random.Generator) -> EffectChain:
     return EffectChain(stem_kind, tuple(steps))
 
 
+@dataclasses.dataclass(frozen=True)
+class BusCompression:
+    """Mix-bus processing of a whole song: a glue compressor, then a limiter (``steps``: :func:`compressor_gain`
+    keyword parameters, thresholds in dB below the mixture's peak). :meth:`gain` is one gain curve for the song:
+    multiplying every stem by it compresses the mixture while the stems still sum to it exactly."""
+
+    steps: tuple
+
+    def gain(self, mixture: np.ndarray, sample_rate: int) -> np.ndarray:
+        """(T,) float32 gain for ``mixture`` (C, T); all ones for silence."""
+        y = _check(mixture, sample_rate)
+        peak = _peak(y)
+        total = np.ones(y.shape[1], np.float32)
+        if peak == 0:
+            return total
+        y = y * np.float32(1 / peak)
+        for params in self.steps:
+            g = compressor_gain(y, sample_rate, **params)
+            y, total = y * g, total * g
+        return total
+
+    def as_dict(self) -> dict:
+        """JSON-ready: {"steps": [{compressor parameters}]}."""
+        return {"steps": [{k: round(v, 4) for k, v in p.items()} for p in self.steps]}
+
+
+def bus_compression(rng: np.random.Generator) -> BusCompression:
+    """A drawn :class:`BusCompression`: glue (threshold 8–18 dB below the peak, ratio 1.5–4, 5–30 ms attack)
+    then a limiter (ratio 20, 0.3 ms attack, threshold 3–12 dB below the peak), as mixing and mastering leave a
+    band's record: a lower crest factor than the plain sum of the stems."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+    glue = dict(threshold_db=_u(rng, -18, -8), ratio=_u(rng, 1.5, 4), attack_ms=_u(rng, 5, 30),
+                release_ms=_u(rng, 100, 400), knee_db=6.0)
+    limiter = dict(threshold_db=_u(rng, -12, -3), ratio=20.0, attack_ms=0.3, release_ms=_u(rng, 20, 100),
+                   knee_db=2.0)
+    return BusCompression((glue, limiter))
+
+
 def seconds_per_minute(sample_rate: int = 44100, repeats: int = 3) -> dict:
     """Median wall seconds each effect (and a full guitar and pad chain) takes on one minute of stereo noise at
     ``sample_rate``: {name: seconds}."""
@@ -341,6 +388,7 @@ def seconds_per_minute(sample_rate: int = 44100, repeats: int = 3) -> dict:
     calls = {
         "distortion": lambda: distortion(x, sample_rate, drive_db=20, tone_hz=4000, bias=0.1),
         "compressor": lambda: compressor(x, sample_rate, threshold_db=-20, ratio=4, attack_ms=5, release_ms=100),
+        "bus_compression": lambda: bus_compression(np.random.default_rng(0)).gain(x, sample_rate),
         "eq": lambda: eq(x, sample_rate, bands=[("lowshelf", 100, 3, 0.7), ("peak", 1000, -4, 1.0),
                                                  ("highshelf", 6000, 2, 0.7)]),
         "reverb": lambda: reverb(x, sample_rate, rt60=2.0, wet=0.3),

@@ -9,8 +9,9 @@ position; note onsets are humanised by a few milliseconds and each stem is detun
 set to a per-stem level drawn in a 12 dB range, and the song scaled so its mixture peaks at 0.8. With
 ``effects=True`` each stem first goes through an effect chain a band's track would have (amp distortion,
 EQ, compression, reverb, stereo width: :mod:`trackformer.data.effects`), drawn per stem kind from the song
-seed and the role; effects apply before summing, so the stems stay the true sources of the mixture. Without it
-(the default) every seed renders exactly as before effects existed.
+seed and the role, and the mix through bus compression (glue and a limiter) whose one gain curve multiplies
+every stem: the stems stay the true sources of the mixture. Without it (the default) every seed renders exactly
+as before effects existed.
 
 :func:`render_songs` writes songs in the MoisesDB layout (``trackformer data render-songs``). The same seed
 and soundfont always give the same song. Train and test sets differ by seed namespace *and* soundfont: the
@@ -27,7 +28,7 @@ import zlib
 
 import numpy as np
 
-from trackformer.data.effects import effect_chain, stem_kind
+from trackformer.data.effects import bus_compression, effect_chain, stem_kind
 from trackformer.data.moisesdb import commit_song, remove_stale_temp, write_song
 from trackformer.data.sfsynth import Note, render_part
 
@@ -263,8 +264,9 @@ def render_song(seed: int, *, soundfont: str, sample_rate: int, seconds: float =
     """(stems {role: (2, T) float32}, plan metadata) of song ``seed``; stems at their drawn levels, mixture peak 0.8.
 
     A stem that renders silent (a program the soundfont lacks) is left out; ValueError if fewer than 2 remain.
-    ``effects``: run each stem through its drawn effect chain before levelling (the chains are in the metadata's
-    ``parts[role]["effects"]``).
+    ``effects``: run each stem through its drawn effect chain before levelling, then apply the drawn bus
+    compression's gain to every stem (the chains are in the metadata's ``parts[role]["effects"]``, the bus in
+    ``"bus"``).
     """
     plan = plan_song(seed, seconds=seconds, max_stems=max_stems)
     length = round(seconds * sample_rate)
@@ -285,6 +287,11 @@ def render_song(seed: int, *, soundfont: str, sample_rate: int, seconds: float =
         kept.append(part)
     if len(stems) < 2:
         raise ValueError(f"song {seed}: only {len(stems)} audible stem(s) with {os.path.basename(soundfont)}")
+    bus = None
+    if effects:
+        bus = bus_compression(np.random.default_rng([seed, EFFECTS_STREAM, zlib.crc32(b"bus")]))
+        gain = bus.gain(sum(stems.values()), sample_rate)
+        stems = {role: a * gain for role, a in stems.items()}
     peak = float(np.abs(sum(stems.values())).max())
     stems = {role: a * np.float32(PEAK / peak) for role, a in stems.items()}
     meta = dict(seed=seed, bpm=plan["bpm"], key=plan["key"], mode=plan["mode"], progression=plan["progression"],
@@ -292,7 +299,7 @@ def render_song(seed: int, *, soundfont: str, sample_rate: int, seconds: float =
                 parts={p.role: dict(program=p.program, pan=p.pan, tuning=p.tuning, level_db=p.level_db,
                                     notes=len(p.notes)) for p in kept})
     if effects:  # only then: without effects the metadata is what it always was
-        meta["effects"] = True
+        meta["effects"], meta["bus"] = True, bus.as_dict()
         for role, chain in chains.items():
             meta["parts"][role]["effects"] = chain
     return stems, meta
