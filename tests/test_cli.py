@@ -14,10 +14,10 @@ import yaml
 from test_separate import RATE, tiny_performer, write_checkpoint
 from torch import nn
 
+import trackformer.checkpoint_io
 import trackformer.data
 import trackformer.evaluate
 import trackformer.pretrained
-import trackformer.separate
 from trackformer import cli
 
 
@@ -231,7 +231,7 @@ def test_errors_are_one_actionable_line(tmp_path, capsys, checkpoint, monkeypatc
     rc, _, err = run_cli(capsys, "separate", good, same_name, "--checkpoint", checkpoint, "-o", str(tmp_path))
     assert rc == 1 and "several inputs would write to" in err and "{track}" in err
 
-    monkeypatch.setattr(trackformer.separate, "load_separator", lambda path, device: (OutOfMemory(), {}))
+    monkeypatch.setattr(trackformer.checkpoint_io, "load_separator", lambda path, device: (OutOfMemory(), {}))
     rc, _, err = run_cli(capsys, "separate", good, "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
                          "--chunk-seconds", "0.5", "--device", "cpu", "-q")
     assert rc == 1 and "CUDA out of memory; try a smaller --chunk-seconds" in err and "Traceback" not in err

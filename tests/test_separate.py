@@ -21,6 +21,7 @@ from trackformer.models.stft import istft, stft, stft_frames
 from trackformer.separate import (
     DEFAULT_OVERLAP_FRACTION,
     SeparationStream,
+    TopBandShares,
     chunk_starts,
     crossfade,
     match_order,
@@ -43,9 +44,9 @@ def tiny_performer(channels: int = 2, sample_rate: int = RATE) -> PerformerSepar
 
 
 def write_checkpoint(path, model: nn.Module, *, stage: str = "mixit", segment_seconds: float = 1.0) -> str:
-    """A checkpoint in the trainer's format (trackformer.train.checkpoint) holding ``model``."""
+    """A checkpoint in the trainer's format (trackformer.checkpoint_io.save_checkpoint) holding ``model``."""
+    from trackformer.checkpoint_io import save_checkpoint
     from trackformer.registry import model_config, model_name
-    from trackformer.train.checkpoint import save_checkpoint
 
     config = dict(sample_rate=model.sample_rate, channels=model_channels(model) or 2, segment_seconds=segment_seconds,
                   data="synthetic")
@@ -226,6 +227,95 @@ def test_bad_chunking_is_rejected():
         separate_waveform(Constant(), x, RATE, -1.0, 0.1)
     with pytest.raises(ValueError, match="sample_rate"):
         separate_waveform(Constant(), x, 0, 0.5, 0.1)
+
+
+# ---------------------------------------------------------------------------- the band above the model's Nyquist
+class TimeGate(nn.Module):
+    """Stand-in whose output 0 is its window's first ``split`` seconds, output 1 the rest, outputs 2..M-1 silent:
+    in one window, which output holds the input changes half-way."""
+
+    def __init__(self, split: float, n_sources: int = 8, sample_rate: int = RATE):
+        super().__init__()
+        self.sample_rate, self.n_sources, self.split = sample_rate, n_sources, split
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        gate = (torch.arange(x.shape[-1]) < self.split * self.sample_rate).to(x.dtype)
+        out = torch.zeros(x.shape[0], self.n_sources, *x.shape[1:], dtype=x.dtype)
+        out[:, 0], out[:, 1] = x * gate, x * (1 - gate)
+        return out
+
+
+def high_band_energy(wave: torch.Tensor, rate: int, cutoff: float) -> torch.Tensor:
+    """Energy (…) of ``wave`` (…, T) above ``cutoff`` Hz."""
+    spec = torch.fft.rfft(wave.double(), dim=-1)
+    return spec[..., torch.fft.rfftfreq(wave.shape[-1], 1 / rate) > cutoff].abs().pow(2).sum(-1)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_high_band_follows_the_outputs_of_the_top_band(channels):
+    """22.05 kHz white noise into an 8 kHz model that gives the first second to output 0, the rest to output 1:
+    with "shares" the 4-11 kHz band goes with them; with "even" each output gets an eighth of it."""
+    rate, length = 22050, 2 * 22050 + 7  # odd length
+    x = 0.1 * torch.randn(channels, length, generator=torch.Generator().manual_seed(0))
+    results = {mode: separate_waveform(TimeGate(1.0), x, rate, chunk_seconds=4.0, overlap_seconds=1.0,
+                                       high_band=mode) for mode in ("shares", "even")}
+    first, second = slice(0, int(0.8 * rate)), slice(int(1.2 * rate), length)  # away from the switch
+    for mode, (sources, info) in results.items():
+        assert info["high_band"] == mode and sources.shape == (8, channels, length)
+        assert torch.isfinite(sources).all() and error_db(sources.sum(0), x) < -100
+        energy = [high_band_energy(sources[:, :, part], rate, 4500).sum(1) for part in (first, second)]  # (8,)
+        shares = [e / e.sum() for e in energy]
+        if mode == "shares":
+            assert shares[0][0] > 0.99 and shares[1][1] > 0.99
+        else:  # an eighth of the amplitude in each: equal energies
+            assert torch.allclose(shares[0], torch.full((8,), 1 / 8, dtype=torch.float64), atol=0.01)
+    difference = results["shares"][0] - results["even"][0]  # only the band the model cannot see differs
+    above, total = high_band_energy(difference, rate, 3000).sum(), high_band_energy(difference, rate, 0).sum()
+    assert float(total - above) < 1e-4 * float(total)  # below 3 kHz: the resampling filter's passband ripple
+
+
+def test_high_band_of_silence_and_of_a_model_at_the_input_rate():
+    """Silent stretches (no top-band energy: shares 1/M) give zeros, not NaN; a model at the input's rate or
+    above has no high band to split."""
+    rate = 22050
+    x = torch.zeros(2, 3 * rate + 1)
+    x[:, rate:2 * rate] = 0.1 * torch.randn(2, rate, generator=torch.Generator().manual_seed(1))
+    sources, info = separate_waveform(PermutingBandSplit(), x, rate, chunk_seconds=0.5, overlap_seconds=0.25)
+    assert info["high_band"] == "shares" and torch.isfinite(sources).all()
+    assert error_db(sources.sum(0), x) < -100
+    assert float(sources[..., :rate // 2].abs().max()) < 1e-6 and float(sources[..., -rate // 2:].abs().max()) < 1e-6
+    _, info = separate_waveform(PermutingBandSplit(), x[:, rate:rate + RATE], RATE, 0.5, 0.25)
+    assert info["high_band"] is None
+    with pytest.raises(ValueError, match="high_band must be one of shares, even"):
+        separate_waveform(PermutingBandSplit(), x, rate, 0.5, 0.25, high_band="spread")
+
+
+def shares_at(shares: TopBandShares, times: np.ndarray, channels: int = 2) -> torch.Tensor:
+    """(M, C, n) shares at ``times``: what they add of a residual of ones to outputs of zeros."""
+    m = shares.shares[0].shape[0]
+    return shares.add_shares(torch.zeros(m, channels, len(times)), torch.ones(channels, len(times)), times)
+
+
+def test_top_band_shares_do_not_depend_on_the_blocks():
+    """Frames analysed as blocks arrive equal those of the whole signal at once; shares sum to 1."""
+    outputs = torch.randn(3, 2, 5000, generator=torch.Generator().manual_seed(2))
+    outputs[0, :, 2000:] = 0  # output 0 silent in the second part
+    whole, pieces = TopBandShares(RATE, (2000, 3600)), TopBandShares(RATE, (2000, 3600))
+    whole.push(outputs)
+    for a, b in zip([0, 1, 300, 301, 2999], [1, 300, 301, 2999, 5000]):
+        pieces.push(outputs[..., a:b])
+    times = np.arange(5000, dtype=np.float64)
+    for shares in (whole, pieces):
+        shares.finish()
+    assert torch.allclose(shares_at(whole, times), shares_at(pieces, times))
+    gains = shares_at(whole, times)
+    assert torch.allclose(gains.sum(0), torch.ones(2, 5000)) and float(gains[0, :, 2300:].max()) == 0
+    short = TopBandShares(RATE, (2000, 3600))
+    short.push(outputs[..., :10])  # shorter than one frame
+    assert short.known_until() == -math.inf
+    short.finish()
+    assert short.known_until() == math.inf and torch.allclose(shares_at(short, times).sum(0), torch.ones(2, 5000))
 
 
 # ------------------------------------------------------------------------------------------ analysis, files
@@ -419,7 +509,7 @@ def test_cuda_matches_cpu():
 
 def test_convtasnet_checkpoint_separates_with_stem_derived_masks(tmp_path):
     from trackformer.baselines import ConvTasNet
-    from trackformer.separate import load_separator
+    from trackformer.checkpoint_io import load_separator
 
     small = ConvTasNet(enc_num_feats=16, msk_num_feats=8, msk_num_hidden_feats=16, msk_num_layers=2,
                        msk_num_stacks=1, sample_rate=RATE)

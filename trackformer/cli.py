@@ -1,7 +1,8 @@
 """The ``trackformer`` command line (also ``python -m trackformer``).
 
     trackformer separate SONG... [-o DIR] [--checkpoint NAME|CKPT] [--chunk-seconds S] [--overlap F]
-                         [--int24 | --float32] [--flac | --mp3] [--filename TEMPLATE] [--no-plot] [--device D]
+                         [--int24 | --float32] [--flac | --mp3] [--filename TEMPLATE] [--no-plot]
+                         [--high-band shares|even] [--device D]
     trackformer evaluate [CKPT] DATA [--checkpoint NAME|CKPT] [--segment 10] [--n N]
                          [--split all|train|valid|test] [--stems auto|musdb|as-is] [--mixture-of-mixtures
                          [--seed S] [--level-db L]] [--band-above HZ] [--score-rate data|model|HZ] [-o DIR]
@@ -34,9 +35,9 @@ SAMPLE_FORMATS = {"int24": "24-bit integer", "float32": "32-bit float"}  # besid
 
 def _cmd_separate(args) -> int:
     from trackformer import pretrained
+    from trackformer.checkpoint_io import load_separator, resolve_device
     from trackformer.data.audio import audio_info, output_subtype
-    from trackformer.separate import DEFAULT_FILENAME, load_separator, resolve_window, separate_file, stem_paths
-    from trackformer.train.distributed import resolve_device
+    from trackformer.separate import DEFAULT_FILENAME, resolve_window, separate_file, stem_paths
 
     checkpoint = pretrained.checkpoint_path(args.checkpoint)
     filename = args.filename or DEFAULT_FILENAME
@@ -60,7 +61,7 @@ def _cmd_separate(args) -> int:
     for song in args.songs:
         result = separate_file(model, song, out_dir, chunk_seconds=chunk, overlap_seconds=overlap,
                                filename=filename, ext=ext, sample_format=sample_format, plot=not args.no_plot,
-                               progress=not args.quiet)
+                               progress=not args.quiet, high_band=args.high_band)
         if result["picture_skipped"] and picture_note is None:  # said once, not once per song
             picture_note = result["picture_skipped"]
             print(f"masks.png skipped: {picture_note} (--no-plot skips it quietly)", file=sys.stderr)
@@ -180,8 +181,8 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    from trackformer.checkpoint_io import resolve_device
     from trackformer.demo import run_demo
-    from trackformer.train.distributed import resolve_device
 
     run_demo(out_dir=args.output, minutes=args.minutes, device=resolve_device(args.device), n_songs=args.songs)
     return 0
@@ -239,6 +240,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "{trackext}, {stem} (source_1 ...) and {ext} (default {track}/{stem}.{ext})")
     p.add_argument("--no-plot", action="store_true",
                    help="skip masks.png and the mask statistics (faster batch runs)")
+    p.add_argument("--high-band", choices=("shares", "even"), default="shares",
+                   help="the input's band above the model's Nyquist (e.g. 8-22 kHz for the 16 kHz shipped model "
+                        "on 44.1 kHz audio): 'shares' gives each output its share of the model's top band, frame "
+                        "by frame; 'even' spreads it evenly over the outputs (default shares)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_common(p)
     p.set_defaults(func=_cmd_separate)

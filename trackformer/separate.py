@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from trackformer.checkpoint_io import load_separator, resolve_device
 from trackformer.data.audio import (
     AudioFileError,
     AudioWriter,
@@ -58,6 +59,12 @@ ANALYSIS_N_FFT, ANALYSIS_HOP = 1024, 256  # STFT of the stem-derived masks of a 
 # Default overlap of consecutive windows, as a fraction of the window: half a window gives the output matching
 # the most shared audio (demo model, 20 s held-out chorale: one-to-one SI-SNRi +0.50 dB at 1/2 vs -0.20 dB at 1/4).
 DEFAULT_OVERLAP_FRACTION = 0.5
+# The input's band above the model's Nyquist (lost by resampling down): "shares" gives each output the share of
+# it that the output has of the model's top band [TOP_BAND[0], TOP_BAND[1]] x model rate, frame by frame (STFT
+# frames of SHARE_SECONDS at the model's rate, hop half of that); "even" spreads it evenly over the outputs.
+HIGH_BANDS = ("shares", "even")
+TOP_BAND = (0.25, 0.45)  # fractions of the model's rate: 4.0-7.2 kHz for a 16 kHz model (below its anti-alias roll-off)
+SHARE_SECONDS = 0.032
 DEFAULT_FILENAME = "{track}/{stem}.{ext}"  # output path template below the output folder (as demucs)
 FILENAME_KEYS = ("track", "trackext", "stem", "ext")
 
@@ -217,9 +224,9 @@ def owned_frames(start: int, end: int, hop: int, overlap: int, *, first: bool, n
 def resolve_window(info: dict, chunk_seconds: float | None = None, overlap: float | None = None, *,
                    names: tuple[str, str] = ("chunk_seconds", "overlap")) -> tuple[float, float]:
     """(chunk_seconds, overlap_seconds): the window defaults to the segment length the checkpoint was trained on
-    (``info["segment_seconds"]``, from :func:`load_separator`), the overlap to :data:`DEFAULT_OVERLAP_FRACTION`
-    of it; ``overlap`` is a fraction of the window in (0, 0.5]. ``names``: how the two settings are called in
-    error messages (the CLI passes its flags)."""
+    (``info["segment_seconds"]``, from :func:`~trackformer.checkpoint_io.load_separator`), the overlap to
+    :data:`DEFAULT_OVERLAP_FRACTION` of it; ``overlap`` is a fraction of the window in (0, 0.5]. ``names``: how
+    the two settings are called in error messages (the CLI passes its flags)."""
     if chunk_seconds is None:
         chunk_seconds = info.get("segment_seconds") or 10.0
     if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, (int, float)) or not chunk_seconds > 0 \
@@ -242,21 +249,107 @@ def _derived_masks(est: torch.Tensor, mix: torch.Tensor) -> tuple[torch.Tensor, 
                                                                                  window).abs()
 
 
+class TopBandShares:
+    """Each output's share of the model's top band, frame by frame, from the model-rate outputs as they stream.
+
+    :meth:`push` blocks (M, C, n) of the stitched outputs at ``model_rate``; frames of ``n_fft`` samples (hop
+    ``n_fft // 2``, Hann, no padding) are analysed as soon as they are complete. Share of output m in frame t and
+    channel c: w = Σ_f |S_m(f, t)| / Σ_k Σ_f |S_k(f, t)| over the bins of ``band`` (Hz) — for a masking model
+    the |X|-weighted mean of its mask over the band; 1/M where the band is silent. :meth:`add_shares`
+    interpolates the shares linearly between frame centres (held constant before the first and after the last),
+    so they sum to 1 at every sample: a per-frame, frequency-flat mask of the residual, as a mask on an STFT at
+    the input's rate would be, applied as a smooth gain in time (no STFT at the input's rate needed).
+    """
+
+    def __init__(self, model_rate: int, band: tuple[float, float]):
+        self.n_fft = max(64, 2 ** round(math.log2(SHARE_SECONDS * model_rate)))
+        self.hop = self.n_fft // 2
+        self.window = torch.hann_window(self.n_fft)
+        freqs = torch.arange(self.n_fft // 2 + 1) * model_rate / self.n_fft
+        self.bins = ((freqs >= band[0]) & (freqs <= band[1])).nonzero()[:, 0]
+        if len(self.bins) == 0:
+            raise ValueError(f"the band {band} Hz holds no STFT bin at {model_rate} Hz")
+        self.buffer = None  # model-rate samples [start, start + buffer length) not yet fully analysed
+        self.start = 0
+        self.centres, self.shares = [], []  # (L,) frame centres in model-rate samples, (M, C, L) shares
+        self.final = False
+
+    def push(self, block: torch.Tensor) -> None:
+        """Adds the next stretch (M, C, n) of the outputs at the model's rate."""
+        self.buffer = block if self.buffer is None else torch.cat([self.buffer, block], dim=-1)
+        n_frames = (self.buffer.shape[-1] - self.n_fft) // self.hop + 1
+        if n_frames < 1:
+            return
+        used = (n_frames - 1) * self.hop + self.n_fft
+        m, c, _ = self.buffer.shape
+        spec = torch.stft(self.buffer[..., :used].reshape(m * c, used).float(), self.n_fft, self.hop,
+                          window=self.window, center=False, return_complex=True)
+        band = spec[:, self.bins].abs().sum(1).reshape(m, c, -1).double()  # (M, C, L)
+        total = band.sum(0, keepdim=True)
+        self.shares.append(torch.where(total > 0, band / torch.where(total > 0, total, 1.0), 1.0 / m))
+        self.centres.append(self.start + self.n_fft / 2 + self.hop * torch.arange(n_frames, dtype=torch.float64))
+        self.buffer = self.buffer[..., n_frames * self.hop:]
+        self.start += n_frames * self.hop
+
+    def known_until(self) -> float:
+        """Model-rate time (samples) up to which :meth:`add_shares` is final: the last frame centre so far, or +inf
+        once :meth:`finish` was called (later times hold the last shares)."""
+        if self.final:
+            return math.inf
+        return float(self.centres[-1][-1]) if self.centres else -math.inf
+
+    def finish(self) -> None:
+        """No more blocks: a stream shorter than one frame gets one frame of its own, zero-padded."""
+        if not self.centres and self.buffer is not None:
+            length = self.buffer.shape[-1]
+            self.push(torch.nn.functional.pad(self.buffer, (0, self.n_fft - length)))
+        self.final = True
+
+    def add_shares(self, block: torch.Tensor, residual: torch.Tensor, times: np.ndarray) -> torch.Tensor:
+        """``block`` (M, C, n) plus each output's share of ``residual`` (C, n) at model-rate ``times`` (n,)
+        (fractional samples, increasing from call to call): block_m + g_m·residual with g_m interpolated
+        between frame centres, Σ_m g_m = 1. Frames before ``times[0]``'s are dropped afterwards."""
+        centres = torch.cat(self.centres).numpy()
+        shares = torch.cat(self.shares, dim=-1).float()  # (M, C, L)
+        if shares.shape[-1] == 1:
+            self.centres, self.shares = [torch.from_numpy(centres)], [shares]
+            return block + shares * residual
+        pos = np.interp(times, centres, np.arange(len(centres), dtype=np.float64))  # fractional frame index
+        lo = np.minimum(pos.astype(np.int64), len(centres) - 2)  # increasing: frame lo for a run of samples
+        first = int(lo[0])
+        counts = torch.from_numpy(np.bincount(lo - first))
+        m, c, _ = shares.shape
+        rows = shares[..., first:first + len(counts) + 1].reshape(m * c, -1)  # (M·C, frames) contiguous
+        # runs of equal frames: repeat_interleave of 2-D rows is far cheaper than a gather
+        gains = rows[:, :-1].contiguous().repeat_interleave(counts, dim=-1)
+        gains.addcmul_((rows[:, 1:] - rows[:, :-1]).repeat_interleave(counts, dim=-1),
+                       torch.from_numpy((pos - lo).astype(np.float32)))
+        self.centres, self.shares = [torch.from_numpy(centres[first:])], [shares[..., first:]]
+        return block.addcmul(gains.reshape(m, c, -1), residual)
+
+
 class SeparationStream:
     """One separation, produced block by block: iterate :meth:`blocks`, then read :meth:`info`.
 
     ``model(mixture (1, C', T')) -> (1, M, C', T')`` at ``model.sample_rate``; it runs on its own device, in
     eval mode. ``audio`` (C, T) at ``sample_rate`` Hz; windows of ``chunk_seconds`` (the segment length it was
-    trained on) overlap by ``overlap_seconds`` (0 < overlap <= chunk / 2). See the module docstring.
+    trained on) overlap by ``overlap_seconds`` (0 < overlap <= chunk / 2). ``high_band`` ("shares" or "even",
+    :data:`HIGH_BANDS`): how the input's band above the model's Nyquist is split when the model's rate is below
+    the input's. See the module docstring.
     """
 
     def __init__(self, model: torch.nn.Module, audio, sample_rate: int, chunk_seconds: float,
-                 overlap_seconds: float, *, analysis: bool = False, progress: bool = False):
+                 overlap_seconds: float, *, analysis: bool = False, progress: bool = False,
+                 high_band: str = "shares"):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if high_band not in HIGH_BANDS:
+            raise ValueError(f"high_band must be one of {', '.join(HIGH_BANDS)}, got {high_band!r}")
         self.audio = _as_float_audio(audio)
         self.sample_rate = check_rate("sample_rate", sample_rate)
         self.model_rate = int(getattr(model, "sample_rate", sample_rate))
+        # how the band above the model's Nyquist is split; None when the model runs at the input's rate or above
+        self.high_band = high_band if self.model_rate < self.sample_rate else None
         if not chunk_seconds > 0:
             raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
         if not 0 < overlap_seconds <= chunk_seconds / 2:
@@ -324,43 +417,65 @@ class SeparationStream:
         order; concatenated over time they are the whole separation, summing to the input."""
         x = torch.from_numpy(resample(self.audio, self.sample_rate, self.model_rate))  # (C, T') at the model's rate
         back = StreamResampler(self.model_rate, self.sample_rate) if self.model_rate != self.sample_rate else None
+        shares = TopBandShares(self.model_rate, tuple(f * self.model_rate for f in TOP_BAND)) \
+            if self.high_band == "shares" else None
         mix = torch.from_numpy(self.audio)
-        total, done = mix.shape[1], 0
+        total, done, pos = mix.shape[1], 0, 0
+        pending = None  # outputs at the input's rate that wait for their high-band shares
         for block in self._model_rate_blocks(x):
-            if back is not None:
-                m, c, n = block.shape
+            m, c, n = block.shape
+            if back is not None:  # exact below the model's Nyquist first: the residual left is what resampling lost
+                block = mixture_consistency(block[None], x[None, :, pos:pos + n])[0]
+                pos += n
+                if shares is not None:
+                    shares.push(block)
                 block = torch.from_numpy(back.push(block.reshape(m * c, n).numpy())).reshape(m, c, -1)
-            done, out = self._finish(block, mix, done)
+            pending = block if pending is None else torch.cat([pending, block], dim=-1)
+            ready = pending.shape[-1] if shares is None else min(pending.shape[-1], max(0, math.floor(
+                shares.known_until() * self.sample_rate / self.model_rate) + 1 - done))
+            done, out = self._finish(pending[..., :ready], mix, done, shares)
+            pending = pending[..., ready:]
             if out.shape[-1]:
                 yield out
-        tail = torch.from_numpy(back.flush()).reshape(block.shape[0], block.shape[1], -1) if back is not None \
-            else block[..., :0]
-        if done < total:  # resampling back came a few samples short of the input: zero outputs + the residual
-            tail = torch.nn.functional.pad(tail, (0, total - done - tail.shape[-1]))
-        done, out = self._finish(tail, mix, done)
+        if back is not None:
+            pending = torch.cat([pending, torch.from_numpy(back.flush()).reshape(m, c, -1)], dim=-1)
+        if shares is not None:
+            shares.finish()
+        if done + pending.shape[-1] < total:  # resampling came a few samples short: zero outputs + the residual
+            pending = torch.nn.functional.pad(pending, (0, total - done - pending.shape[-1]))
+        done, out = self._finish(pending, mix, done, shares)
         if out.shape[-1]:
             yield out
 
-    def _finish(self, block: torch.Tensor, mix: torch.Tensor, done: int) -> tuple[int, torch.Tensor]:
-        """Cuts ``block`` to the input's length, projects it onto the mixture, counts its energy."""
+    def _finish(self, block: torch.Tensor, mix: torch.Tensor, done: int,
+                shares: TopBandShares | None) -> tuple[int, torch.Tensor]:
+        """Cuts ``block`` (M, C, n) to the input's length and adds to each output m its share g_m of the residual
+        x − Σ_k block_k (Σ_m g_m = 1, so the outputs sum to the input): g_m from ``shares`` at each sample, or
+        1/M without (the mixture-consistency projection); counts the energies."""
         block = block[..., :mix.shape[1] - done]
         n = block.shape[-1]
         part = mix[:, done:done + n]
-        block = mixture_consistency(block[None], part[None])[0]
+        residual = part - block.sum(0)
+        if shares is None:
+            block = block + residual / block.shape[0]
+        else:
+            block = shares.add_shares(block, residual, (done + np.arange(n)) * (self.model_rate / self.sample_rate))
         energy = block.double().pow(2).sum(dim=(1, 2))
         self._energy = energy if self._energy is None else self._energy + energy
         self._mix_energy += float(part.double().pow(2).sum())
         return done + n, block
 
     def info(self) -> dict:
-        """{model_sample_rate, chunk_samples, overlap_samples, n_chunks, raw_consistency_db, output_energy_db,
-        silent_outputs} plus, with ``analysis``, ``analysis`` = {mask_source: "model" | "stems",
-        effective_mask_count, mask_overlap, picture}; once :meth:`blocks` is exhausted."""
+        """{model_sample_rate, high_band ("shares" / "even", None when the model's rate is not below the input's),
+        chunk_samples, overlap_samples, n_chunks, raw_consistency_db, output_energy_db, silent_outputs} plus,
+        with ``analysis``, ``analysis`` = {mask_source: "model" | "stems", effective_mask_count, mask_overlap,
+        picture}; once :meth:`blocks` is exhausted."""
         if self._energy is None:
             raise RuntimeError("SeparationStream.info() is known once blocks() has been iterated to the end")
         raw_error = self._raw[0] / self._raw[1]
-        info = dict(model_sample_rate=self.model_rate, chunk_samples=self.chunk, overlap_samples=self.overlap,
-                    n_chunks=self.n_chunks, raw_consistency_db=10 * math.log10(max(raw_error, 1e-30)),
+        info = dict(model_sample_rate=self.model_rate, high_band=self.high_band, chunk_samples=self.chunk,
+                    overlap_samples=self.overlap, n_chunks=self.n_chunks,
+                    raw_consistency_db=10 * math.log10(max(raw_error, 1e-30)),
                     **output_levels(self._energy, self._mix_energy))
         if self.analysis:
             info["analysis"] = dict(mask_source="model" if has_masks(self.model) else "stems",
@@ -369,14 +484,14 @@ class SeparationStream:
 
 
 def separate_waveform(model: torch.nn.Module, audio, sample_rate: int, chunk_seconds: float,
-                      overlap_seconds: float, *, analysis: bool = False,
-                      progress: bool = False) -> tuple[torch.Tensor, dict]:
+                      overlap_seconds: float, *, analysis: bool = False, progress: bool = False,
+                      high_band: str = "shares") -> tuple[torch.Tensor, dict]:
     """Separates ``audio`` (C, T) at ``sample_rate`` Hz into the model's M outputs, in memory.
 
     Returns ``sources`` (M, C, T) float32 on the CPU at the input's rate and channel count, summing to
     ``audio``, and :meth:`SeparationStream.info`. Arguments as :class:`SeparationStream`."""
     stream = SeparationStream(model, audio, sample_rate, chunk_seconds, overlap_seconds, analysis=analysis,
-                              progress=progress)
+                              progress=progress, high_band=high_band)
     sources, done = None, 0
     for block in stream.blocks():
         if sources is None:
@@ -401,18 +516,6 @@ def output_levels(energy: torch.Tensor, mixture_energy: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- files
-def load_separator(path: str, device) -> tuple[torch.nn.Module, dict]:
-    """A trained separator from a checkpoint, in eval mode on ``device``; ValueError for a pre-training
-    checkpoint (its mask head is untrained). Checkpoint errors come from ``trackformer.registry.load_model``."""
-    from trackformer.registry import load_model
-
-    model, info = load_model(path, map_location="cpu")
-    if info.get("stage") == "pretrain":
-        raise ValueError(f"{path} is an Audio-MAE pre-training checkpoint: its mask head is untrained. Train it "
-                         "with MixIT first (trackformer train --init-from ...) and separate with that checkpoint")
-    return model.to(device).eval(), info
-
-
 def stem_paths(song_path: str, out_dir: str, n_sources: int, *, filename: str = DEFAULT_FILENAME,
                ext: str = "wav") -> list[str]:
     """Output file of each of ``n_sources`` stems: ``out_dir/filename`` with {track} = the song's file name
@@ -432,7 +535,8 @@ def stem_paths(song_path: str, out_dir: str, n_sources: int, *, filename: str = 
 
 def separate_file(model: torch.nn.Module, song_path: str, out_dir: str, *, chunk_seconds: float,
                   overlap_seconds: float, filename: str = DEFAULT_FILENAME, ext: str = "wav",
-                  sample_format: str = "int16", plot: bool = True, progress: bool = False) -> dict:
+                  sample_format: str = "int16", plot: bool = True, progress: bool = False,
+                  high_band: str = "shares") -> dict:
     """Separates one audio file, streaming each stem to :func:`stem_paths` (input rate and channels; ``ext``
     "wav" / "flac" / "mp3", ``sample_format`` "int16" / "int24" / "float32"), and writes ``separation.json`` and
     then (``plot``) ``masks.png`` into ``out_dir/<track>/``. Returns the JSON dict (``sources``: the stem files,
@@ -451,7 +555,7 @@ def separate_file(model: torch.nn.Module, song_path: str, out_dir: str, *, chunk
     except ValueError as err:
         raise AudioFileError(str(err)) from err
     stream = SeparationStream(model, audio, info.sample_rate, chunk_seconds, overlap_seconds, analysis=plot,
-                              progress=progress)
+                              progress=progress, high_band=high_band)
     files = writers = None
     with contextlib.ExitStack() as stack:
         for block in stream.blocks():
@@ -506,21 +610,23 @@ class Separator:
     ``model``: a shipped model's name or a checkpoint path (:func:`trackformer.pretrained.checkpoint_path`);
     ``device``: "auto" (CUDA when available), "cpu", "cuda", "cuda:N". Windows default to the segment length the
     model was trained on (``chunk_seconds``), overlapping by ``overlap`` of a window (a fraction in (0, 0.5]).
+    ``high_band``: how the input's band above the model's Nyquist is split (:class:`SeparationStream`).
     The stems are unlabelled (the model learned without labels: source_1 is not "vocals"), at the input's rate
     and channel count, float32 on the CPU, and sum to the input.
     """
 
     def __init__(self, model: str = "default", device: str = "auto", *, chunk_seconds: float | None = None,
-                 overlap: float | None = None, progress: bool = False):
+                 overlap: float | None = None, progress: bool = False, high_band: str = "shares"):
         from trackformer.pretrained import checkpoint_path, model_label
-        from trackformer.train.distributed import resolve_device
 
         self.checkpoint = checkpoint_path(model)
         self.name = model_label(model)
         self.device = resolve_device(device)
         self.model, self.info = load_separator(self.checkpoint, self.device)
         self.chunk_seconds, self.overlap_seconds = resolve_window(self.info, chunk_seconds, overlap)
-        self.progress = progress
+        if high_band not in HIGH_BANDS:
+            raise ValueError(f"high_band must be one of {', '.join(HIGH_BANDS)}, got {high_band!r}")
+        self.progress, self.high_band = progress, high_band
 
     @property
     def sample_rate(self) -> int:
@@ -536,7 +642,7 @@ class Separator:
             raise ValueError(f"wav must be (channels, samples) or (samples,), got shape {tuple(wav.shape)}; "
                              "separate a batch one item at a time")
         sources, _ = separate_waveform(self.model, wav, sample_rate, self.chunk_seconds, self.overlap_seconds,
-                                       progress=self.progress)
+                                       progress=self.progress, high_band=self.high_band)
         return {f"source_{i + 1}": s for i, s in enumerate(sources)}
 
     def separate_file(self, path: str) -> dict[str, torch.Tensor]:

@@ -59,8 +59,7 @@ def model_label(name: str = DEFAULT) -> str:
 def load(name: str = DEFAULT, device="cpu"):
     """The separator ``name`` (shipped name or checkpoint path) as an ``nn.Module`` in eval mode on ``device``
     ("cpu", "cuda", "cuda:N", "auto")."""
-    from trackformer.separate import load_separator
-    from trackformer.train.distributed import resolve_device
+    from trackformer.checkpoint_io import load_separator, resolve_device
 
     return load_separator(checkpoint_path(name), resolve_device(str(device)))[0]
 
@@ -108,8 +107,8 @@ def export(checkpoint: str, out_path: str) -> str:
     metrics, without optimizer, scheduler, scaler and RNG states. Checks that it loads; returns ``out_path``."""
     import torch
 
+    from trackformer.checkpoint_io import save_checkpoint
     from trackformer.registry import load_checkpoint, load_model
-    from trackformer.train.checkpoint import save_checkpoint
 
     source = checkpoint_path(checkpoint)
     if os.path.abspath(source) == os.path.abspath(out_path):

@@ -7,46 +7,19 @@ A checkpoint is one ``torch.save`` file holding a dict:
   world_size, config (the TrainConfig dict), metrics (the last validation, or {}), reason ("periodic",
   "max_steps=N", "epochs=N", "max_minutes", "SIGTERM", "SIGINT": why the run stopped there). Readers need only
   format, format_version, stage, step, config and model.
-Files are written to a temporary file in the same folder, fsynced and renamed over the target, so a reader sees
-either the old or the new checkpoint, never a partial one. Reading (:func:`trackformer.registry.load_checkpoint`,
+Files are written atomically by :func:`trackformer.checkpoint_io.save_checkpoint` (imported here, where the
+trainer and its tests import it). Reading (:func:`trackformer.registry.load_checkpoint`,
 :func:`~trackformer.registry.load_model`) lives in :mod:`trackformer.registry`, which inference imports alone.
 """
 
-import os
 import random
-import tempfile
 
 import numpy as np
 import torch
 
-import trackformer
-from trackformer.registry import FORMAT, FORMAT_VERSION
+from trackformer.checkpoint_io import save_checkpoint
 
-
-def save_checkpoint(path: str, payload: dict) -> str:
-    """Writes ``payload`` (plus format/version keys) to ``path`` atomically; returns ``path``."""
-    payload = dict(payload, format=FORMAT, format_version=FORMAT_VERSION,
-                   trackformer_version=trackformer.__version__)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt / SystemExit: leave no partial file behind.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-    return path
+__all__ = ["capture_rng", "restore_rng", "save_checkpoint"]
 
 
 def capture_rng() -> dict:
