@@ -1,5 +1,6 @@
-"""What a run reports: :class:`RunLogger` (metrics.jsonl, TensorBoard, the progress bar; rank 0 only) and
-:class:`TrainWindow` (training statistics accumulated on the device between two log events)."""
+"""What a run reports: :class:`RunLogger` (metrics.jsonl, TensorBoard, the progress bar; rank 0 only),
+:class:`LimitProgress` (the bar, counting toward whichever limit will stop the run) and :class:`TrainWindow`
+(training statistics accumulated on the device between two log events)."""
 
 import json
 import logging
@@ -68,6 +69,7 @@ class RunLogger:
 
     def __init__(self, config: TrainConfig, stage: str, *, enabled: bool, resumed_step: int):
         self.enabled, self.stage = enabled, stage
+        self.max_minutes = config.max_minutes
         self.writer = None
         if not enabled:
             return
@@ -109,13 +111,91 @@ class RunLogger:
             self._scalars(f"{self.stage}/valid", step, metrics)
             log.info("step %d validation: %s", step, ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
 
-    def progress(self, total: float, initial: int):
-        """A tqdm bar of ``total`` steps (no total for a time-bound run), starting at ``initial``."""
-        from tqdm.auto import tqdm
-
-        return tqdm(total=None if math.isinf(total) else total, initial=initial, disable=not self.enabled,
-                    desc=self.stage, unit="step", dynamic_ncols=True, mininterval=1.0)
+    def progress(self, total: float, initial: int) -> "LimitProgress":
+        """The run's bar from step ``initial``: toward ``total`` steps (inf: no step budget) or the config's
+        ``max_minutes``, whichever will stop the run first (:class:`LimitProgress`)."""
+        return LimitProgress(total, initial, self.max_minutes, enabled=self.enabled, desc=self.stage)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class LimitProgress:
+    """A tqdm bar that counts toward the limit that will actually stop the run: ``total`` steps, or the time
+    limit of ``minutes`` (from the bar's creation, as the trainer's deadline) when, at the pace so far, the time
+    runs out first (or there is no step budget). Counting time, the bar fills with the minutes used and says
+    ``time limit, 02:13 of 06:00, 03:47 left, step 812/9000``. The choice is revisited at every
+    update, once ``settle_s`` seconds and 3 steps have passed, and flips only when the other limit's projected
+    end is more than 5 % away. ``update`` / ``set_postfix`` / ``close`` as tqdm's; ``clock`` is for tests.
+    """
+
+    TIME_FORMAT = "{l_bar}{bar}| time limit{postfix}"  # tqdm puts ", " before the postfix
+
+    def __init__(self, total: float, initial: int, minutes: float | None, *, enabled: bool = True,
+                 desc: str = "train", file=None, clock=time.monotonic, settle_s: float = 5.0):
+        from tqdm.auto import tqdm
+
+        self.total, self.initial, self.step = total, initial, initial
+        self.limit_s = None if minutes is None else 60.0 * minutes
+        self.clock, self.settle_s = clock, settle_s
+        self.started = clock()
+        self.postfix: dict = {}
+        self.by_time = self.limit_s is not None and math.isinf(total)
+        self.bar = tqdm(total=self._bar_total(), initial=self._bar_n(0.0), disable=not enabled, desc=desc,
+                        unit="step", dynamic_ncols=True, mininterval=1.0, file=file,
+                        bar_format=self.TIME_FORMAT if self.by_time else None)
+        self._show(0.0)
+
+    def _bar_total(self):
+        if self.by_time:
+            return round(self.limit_s)
+        return None if math.isinf(self.total) else self.total
+
+    def _bar_n(self, elapsed: float) -> int:
+        return min(round(elapsed), round(self.limit_s)) if self.by_time else self.step
+
+    def _time_binds(self, elapsed: float) -> bool:
+        """Whether the time limit will stop the run before the step budget, at the pace so far."""
+        if self.limit_s is None:
+            return False
+        if math.isinf(self.total):
+            return True
+        done = self.step - self.initial
+        if elapsed < self.settle_s or done < 3:
+            return self.by_time
+        steps_left_in_time = done / elapsed * max(self.limit_s - elapsed, 0.0)
+        ratio = steps_left_in_time / max(self.total - self.step, 1)
+        return ratio < (1.05 if self.by_time else 0.95)  # hysteresis against flipping back and forth
+
+    def _show(self, elapsed: float) -> None:
+        """The postfix: in time mode the time used, the limit, the time left and the step, then the caller's."""
+        values = ", ".join(f"{k}={v}" for k, v in self.postfix.items())
+        if self.by_time:
+            fmt = self.bar.format_interval
+            step = self.step if math.isinf(self.total) else f"{self.step}/{self.total}"
+            used = min(elapsed, self.limit_s)
+            text = (f"{fmt(used)} of {fmt(self.limit_s)}, {fmt(self.limit_s - used)} left, "
+                    f"step {step}" + (f", {values}" if values else ""))
+        else:
+            text = values
+        self.bar.set_postfix_str(text, refresh=False)
+
+    def update(self, n: int = 1) -> None:
+        self.step += n
+        elapsed = self.clock() - self.started
+        by_time = self._time_binds(elapsed)
+        if by_time != self.by_time:  # the other limit will stop the run: count toward it from now on
+            self.by_time = by_time
+            self.bar.bar_format = self.TIME_FORMAT if by_time else None
+            self.bar.reset(total=self._bar_total())
+        self._show(elapsed)
+        self.bar.update(self._bar_n(elapsed) - self.bar.n)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix.update(values)
+        self._show(self.clock() - self.started)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
