@@ -38,7 +38,7 @@ def music_folder(root):
     one[SR:3 * SR] = 0
     sf.write(root / "a" / "one.ogg", one, SR)
     sf.write(root / "b" / "two.wav", tone(3.0, 300, sr=16000, channels=1), 16000)
-    sf.write(root / "b" / "three.flac", tone(2.0, 500), SR)
+    sf.write(root / "b" / "three.flac", tone(2.0, 500)[:-123], SR)  # not a whole number of 0.1 s windows
     sf.write(root / "b" / "quiet.wav", np.zeros((SR, 2), np.float32), SR)
     (root / "b" / "broken.mp3").write_bytes(b"\x00junk" * 50)
     (root / "b" / "notes.txt").write_text("not audio")
@@ -55,6 +55,7 @@ def test_nonsilent_spans_bridge_short_gaps_and_drop_clicks():
     assert nonsilent_spans(x, SR) == [(0, 4 * SR), (8 * SR, 10 * SR)]
     assert nonsilent_spans(x * 1e-3, SR) == []  # -80 dBFS is silence at the default -60 dBFS
     assert nonsilent_spans(x * 1e-3, SR, silence_db=-90)[0] == (0, 4 * SR)
+    assert nonsilent_spans(x[:, :-333], SR)[-1] == (8 * SR, 10 * SR - 333)  # a last, partial window
 
 
 @pytest.mark.parametrize("src_rate, channels", [(SR, 2), (16000, 1), (11025, 2)])

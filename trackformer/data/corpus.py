@@ -101,8 +101,8 @@ class _Levels:
     def spans(self, silence_db: float) -> tuple[list[tuple[int, int]], float]:
         """(non-silent spans [(start, end), ...] in frames, RMS over them): runs of windows whose power is at
         least ``silence_db`` dBFS, quieter gaps under 1 s bridged, spans under 0.5 s dropped."""
-        power = np.concatenate([*self.powers, *([np.square(self.carry, dtype=np.float32).mean(dtype=np.float64)]
-                                                 if self.carry is not None else [])]) if self.frames else np.zeros(0)
+        tail = [] if self.carry is None else [np.square(self.carry, dtype=np.float32).mean(dtype=np.float64)[None]]
+        power = np.concatenate([*self.powers, *tail]) if self.frames else np.zeros(0)
         sizes = np.full(power.size, self.w, np.float64)
         if power.size:
             sizes[-1] = self.frames - (power.size - 1) * self.w
