@@ -317,7 +317,8 @@ def test_bench(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_demo_end_to_end_with_synthetic_fallback(tmp_path, capsys, monkeypatch):
-    """The whole demo with a 3-second training budget, as on a machine without a soundfont (≈ 25 s)."""
+    """The whole demo with a 3-second training budget, as on a machine without a soundfont (≈ 40 s): the shipped
+    model first, beside the baselines, then the short run (its bar counting the time limit) beside it."""
 
     def no_soundfont(path=None):
         raise FileNotFoundError("soundfont 'timgm6mb' is not installed")
@@ -327,10 +328,20 @@ def test_demo_end_to_end_with_synthetic_fallback(tmp_path, capsys, monkeypatch):
     rc, stdout, err = run_cli(capsys, "demo", "-o", str(out), "--minutes", "0.05", "--songs", "4", "--device", "cpu")
     assert rc == 0, err
     assert "synthetic music instead" in stdout
-    assert "SI-SNRi one-to-one" in stdout and "SI-SNRi MixIT-style" in stdout
-    assert (out / "model.pt").is_file() and (out / "separated" / "heldout_mix" / "masks.png").is_file()
-    scores = json.loads((out / "demo.json").read_text())["scores"]
-    assert scores["n_active_refs"] >= 1 and np.isfinite(scores["one_to_one_sisnri"])
+    shipped, trained = stdout.index("[demo]   shipped model"), stdout.index("[demo]   trained here (0.05 min)")
+    assert stdout.index("8-band split") < stdout.index("oracle IRM") < stdout.index("training a") < trained
+    assert shipped < stdout.index("8-band split") and stdout.count("shipped model  ") == 2  # both tables
+    assert "time limit, " in err and "of 00:03" in err and "/3000" not in err.split("time limit")[-1][:40]
+    assert (out / "model.pt").is_file()
+    assert (out / "separated" / "trained" / "heldout_mix" / "masks.png").is_file()
+    assert (out / "separated" / "shipped" / "heldout_mix" / "source_8.wav").is_file()
+    record = json.loads((out / "demo.json").read_text())
+    for scores in (record["trained"]["scores"], record["shipped"]["scores"],
+                   *record["shipped"]["baselines"].values()):
+        assert scores["n_active_refs"] >= 1 and np.isfinite(scores["one_to_one_sisnri"])
+    assert set(record["shipped"]["baselines"]) == {"mixture", "bands", "irm"}
+    baselines = record["shipped"]["baselines"]
+    assert baselines["irm"]["mixit_sisnri"] > baselines["mixture"]["mixit_sisnri"]
 
 
 @pytest.mark.slow

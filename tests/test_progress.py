@@ -53,7 +53,7 @@ def test_no_step_budget_or_no_time_limit():
 
 def test_the_bar_switches_when_the_pace_changes_and_resumes_from_a_step():
     clock, out = Clock(), io.StringIO()
-    bar = LimitProgress(1000, 400, 10.0, file=out, clock=clock, settle_s=5.0)
+    bar = LimitProgress(1000, 400, 10.0, file=out, clock=clock)
     for _ in range(10):  # 10 steps/s: 600 steps left take 60 s of 600
         clock.now += 0.1
         bar.update(1)

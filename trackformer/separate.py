@@ -10,11 +10,14 @@ Pipeline (audio (C, T) at ``sample_rate`` Hz), in :class:`SeparationStream`:
      match the previous window's on the overlap (exact: Hungarian on the inner products, i.e. least total squared
      difference), then overlap-added with sin² / cos² cross-fades that sum to 1, so outputs that sum to their
      window also sum to the whole input;
-  3. resample back (block by block, :class:`~trackformer.data.audio.StreamResampler`), and the
-     mixture-consistency projection (residual spread evenly over the M outputs), so the stems sum to the input
-     whatever the model (ConvTasNet is not consistent by construction) and whatever the resampling lost above
-     the model's Nyquist. ``info["raw_consistency_db"]`` is the error before the projection (≈ −140 dB, float
-     rounding, for the Performer, whose softmax masks sum to 1).
+  3. the mixture-consistency projection at the model's rate (residual spread evenly over the M outputs), so the
+     stems sum to the input whatever the model (ConvTasNet is not consistent by construction);
+     ``info["raw_consistency_db"]`` is the error before it (≈ −140 dB, float rounding, for the Performer, whose
+     softmax masks sum to 1); then resampling back (block by block,
+     :class:`~trackformer.data.audio.StreamResampler`) and the input's band above the model's Nyquist, which the
+     resampling lost, given back to the outputs: with ``high_band="shares"`` (the default) each output gets its
+     share of the model's top band frame by frame (:class:`TopBandShares`, as spleeter extends its masks), with
+     "even" an equal share; either way the stems sum to the input.
 Each stretch of output is final as soon as the window after it has been added, so the stream yields it then:
 :func:`separate_file` writes it to the stem files at once and never holds the M outputs at full length (peak
 memory ≈ the input plus a few windows); :func:`separate_waveform` collects the blocks into one tensor.

@@ -126,19 +126,19 @@ class LimitProgress:
     limit of ``minutes`` (from the bar's creation, as the trainer's deadline) when, at the pace so far, the time
     runs out first (or there is no step budget). Counting time, the bar fills with the minutes used and says
     ``time limit, 02:13 of 06:00, 03:47 left, step 812/9000``. The choice is revisited at every
-    update, once ``settle_s`` seconds and 3 steps have passed, and flips only when the other limit's projected
-    end is more than 5 % away. ``update`` / ``set_postfix`` / ``close`` as tqdm's; ``clock`` is for tests.
+    update once 3 steps have set a pace, and flips only when the other limit's projected end is more than 5 %
+    away. ``update`` / ``set_postfix`` / ``close`` as tqdm's; ``clock`` is for tests.
     """
 
     TIME_FORMAT = "{l_bar}{bar}| time limit{postfix}"  # tqdm puts ", " before the postfix
 
     def __init__(self, total: float, initial: int, minutes: float | None, *, enabled: bool = True,
-                 desc: str = "train", file=None, clock=time.monotonic, settle_s: float = 5.0):
+                 desc: str = "train", file=None, clock=time.monotonic):
         from tqdm.auto import tqdm
 
         self.total, self.initial, self.step = total, initial, initial
         self.limit_s = None if minutes is None else 60.0 * minutes
-        self.clock, self.settle_s = clock, settle_s
+        self.clock = clock
         self.started = clock()
         self.postfix: dict = {}
         self.by_time = self.limit_s is not None and math.isinf(total)
@@ -162,7 +162,7 @@ class LimitProgress:
         if math.isinf(self.total):
             return True
         done = self.step - self.initial
-        if elapsed < self.settle_s or done < 3:
+        if done < 3 or elapsed <= 0:
             return self.by_time
         steps_left_in_time = done / elapsed * max(self.limit_s - elapsed, 0.0)
         ratio = steps_left_in_time / max(self.total - self.step, 1)
