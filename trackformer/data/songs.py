@@ -181,10 +181,14 @@ class SongCollection:
     def split(self, part: str, *, valid_fraction: float = 0.2, test_fraction: float = 0.0,
               seed: int = 0) -> list[Song]:
         """Songs of the "train", "valid" or "test" part (:func:`split_of`: a hash of (seed, song name)), so the
-        split is by song and a song never changes side when others are added. No test part by default."""
+        split is by song and a song never changes side when others are added. No test part by default (asking
+        for it then is a ValueError)."""
         if part not in SPLIT_PARTS:
             raise ValueError(f"split part must be one of {list(SPLIT_PARTS)}, got {part!r}")
         _check_fractions(valid_fraction, test_fraction)
+        if part == "test" and test_fraction == 0:
+            raise ValueError("split part 'test' needs test_fraction > 0; without it the songs split into 'train' "
+                             "and 'valid' only")
         return [s for s in self.songs
                 if split_of(s.name, valid_fraction=valid_fraction, test_fraction=test_fraction, seed=seed) == part]
 
