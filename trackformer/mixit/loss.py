@@ -177,3 +177,29 @@ def mixit_loss(estimates: torch.Tensor, mixtures: torch.Tensor, *, snr_max=30.0,
         if not return_assignment:
             return loss
         return loss, assignment, remix(estimates.to(acc), assignment, n)
+
+
+def mixit_loss_of_masks(masks: torch.Tensor, synthesize, mixtures: torch.Tensor, *, snr_max=30.0) -> torch.Tensor:
+    """The thresholded-SNR MixIT loss (mean over the batch) of a separator whose outputs are linear in its masks,
+    remixing the masks instead of the waveforms.
+
+    Args:
+        masks: (B, L, M, ...) float masks, the M sources on axis 2 (PerformerSeparator.frame_masks).
+        synthesize: masks (B, L, K, ...) -> waveforms (B, K, C, T) or (B, K, T), linear in the masks (e.g.
+            ``lambda k: model.synthesize(k, spec, T)``).
+        mixtures: (B, N, C, T) or (B, N, T), 2 <= N <= M.
+    Returns:
+        the scalar ``mixit_loss(synthesize(masks), mixtures, snr_max=snr_max)`` up to float rounding: the
+        assignment is searched on the M estimates, made without gradient; the loss and its gradient go through
+        the N remixes ``synthesize(A·masks)`` only, so the synthesis runs backward on N signals, not M.
+    """
+    with torch.no_grad():
+        estimates = synthesize(masks.detach())
+    assignment, _ = best_assignment(estimates, mixtures, snr_max=snr_max)
+    (b, l, m), n = masks.shape[:3], mixtures.shape[1]
+    onehot = assignment_matrix(assignment, n, masks.dtype)  # (B, N, M)
+    grouped = torch.einsum("bnm,blmr->blnr", onehot, masks.reshape(b, l, m, -1)).reshape(b, l, n, *masks.shape[3:])
+    remixed, mix = flatten_inputs(synthesize(grouped), mixtures)
+    acc = accumulation_dtype(remixed, mix)
+    return per_mixture_loss(remixed.to(acc), mix.to(acc), snr_tau(snr_max), "thresholded_snr").mean()
+

@@ -237,23 +237,37 @@ class PerformerSeparator(nn.Module):
         """
         if return_magnitude and not return_masks:
             raise ValueError("return_magnitude=True needs return_masks=True")
-        self._check(mixture)
-        cfg = self.config
-        t = mixture.shape[-1]
-        with nvtx_range("stft"):
-            spec = self._stft(mixture)
-            feats = self._features(spec).to(self.mask_token.dtype)
-        h = self._encode(self._add_positions(self.input_proj(feats)))
-        with nvtx_range("masks"):  # frame-major (B, L, M, C, F) throughout: no transposed copy of the 8 spectra
-            logits = self._frame_values(self.mask_head, h, cfg.n_sources)  # (B, L, M, C, F)
-            probs = torch.softmax(logits, dim=2, dtype=torch.float32)
-            est_spec = _ApplyMasks.apply(probs, spec.permute(0, 3, 1, 2).unsqueeze(2))  # (B, L, M, C, F) complex
-        with nvtx_range("istft"):
-            estimates = istft_frame_major(est_spec, cfg.n_fft, cfg.hop, self.window.float(), t).to(mixture.dtype)
+        probs, spec = self.frame_masks(mixture)
+        estimates = self.synthesize(probs, spec, mixture.shape[-1]).to(mixture.dtype)
         masks = probs.permute(0, 2, 3, 4, 1)  # (B, M, C, F, L) view
         if return_magnitude:
             return estimates, masks, spec.abs()
         return (estimates, masks) if return_masks else estimates
+
+    def frame_masks(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mixture (B, C, T) -> (masks (B, L, M, C, F) float32 frame-major, summing to 1 over M; the mixture's
+        complex64 STFT (B, C, F, L)): the first half of :meth:`forward`, before the masks are applied."""
+        self._check(mixture)
+        cfg = self.config
+        with nvtx_range("stft"):
+            spec = self._stft(mixture)
+            feats = self._features(spec).to(self.mask_token.dtype)
+        h = self._encode(self._add_positions(self.input_proj(feats)))
+        with nvtx_range("masks"):
+            logits = self._frame_values(self.mask_head, h, cfg.n_sources)  # (B, L, M, C, F)
+            return torch.softmax(logits, dim=2, dtype=torch.float32), spec
+
+    def synthesize(self, masks: torch.Tensor, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """Frame-major real masks (B, L, K, C, F) times the STFT ``spec`` (B, C, F, L), inverted -> float32 waveforms
+        (B, K, C, length); linear in the masks (the second half of :meth:`forward`, for any number K of masks).
+
+        Stays frame-major throughout: no float-to-complex copy of the masks, no transposed copy of the K spectra.
+        """
+        cfg = self.config
+        with nvtx_range("masks"):
+            est_spec = _ApplyMasks.apply(masks, spec.permute(0, 3, 1, 2).unsqueeze(2))  # (B, L, K, C, F) complex
+        with nvtx_range("istft"):
+            return istft_frame_major(est_spec, cfg.n_fft, cfg.hop, self.window.float(), length)
 
     def pretrain_loss(self, mixture: torch.Tensor, mask_ratio: float = 0.3,
                       generator: torch.Generator | None = None) -> torch.Tensor:

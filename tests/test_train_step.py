@@ -1,0 +1,74 @@
+"""The training step's cheaper paths keep the math: MixIT on remixed masks (mixit_loss_of_masks) and the trainer's
+Objective give the loss and gradients of mixit_loss on the separator's estimates, up to float rounding."""
+
+import pytest
+import torch
+
+from trackformer.mixit import mixit_loss
+from trackformer.mixit.loss import mixit_loss_of_masks
+from trackformer.models import PerformerSeparator, SeparatorConfig, diversity_loss
+from trackformer.train.config import preset
+from trackformer.train.trainer import Objective
+
+TINY = dict(n_fft=128, hop=32, d_model=32, n_layers=1, n_heads=2, nb_features=16, ffn=64, dropout=0.0)
+
+
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_same_grads(a, b, rtol):
+    assert a.keys() == b.keys() and a
+    for name in a:
+        scale = a[name].abs().max().clamp_min(1e-12)
+        assert ((a[name] - b[name]).abs().max() / scale) < rtol, name
+
+
+@pytest.mark.parametrize("channels, n_fft, hop", [(1, 128, 32), (2, 96, 40)])  # hop 40: the iSTFT fallback
+def test_mixit_loss_of_masks_equals_mixit_loss_on_the_estimates(channels, n_fft, hop):
+    torch.manual_seed(0)
+    model = PerformerSeparator(SeparatorConfig(**dict(TINY, n_fft=n_fft, hop=hop, channels=channels)))
+    refs = 0.1 * torch.randn(3, 2, channels, 1500)
+    mixture = refs.sum(1)
+    expected = mixit_loss(model(mixture), refs)
+    expected.backward()
+    want = _grads(model)
+    model.zero_grad(set_to_none=True)
+    masks, spec = model.frame_masks(mixture)
+    loss = mixit_loss_of_masks(masks, lambda k: model.synthesize(k, spec, mixture.shape[-1]), refs)
+    loss.backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    _assert_same_grads(want, _grads(model), 1e-4)
+
+
+def test_mixit_loss_of_masks_rejects_bad_mixtures():
+    masks = torch.rand(2, 5, 4, 1, 9)
+    with pytest.raises(ValueError, match="mixit"):
+        mixit_loss_of_masks(masks, lambda k: torch.randn(2, k.shape[2], 1, 100), torch.randn(2, 2, 1, 99))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        mixit_loss_of_masks(masks, lambda k: torch.full((2, k.shape[2], 1, 100), float("nan")),
+                            torch.randn(2, 2, 1, 100))
+
+
+@pytest.mark.parametrize("diversity", [0.0, 0.1])
+def test_objective_matches_the_plain_mixit_objective(diversity):
+    """The trainer's Objective (masks remixed before the iSTFT) against mixit_loss(model(x1 + x2)) + the
+    diversity term computed from the model's own outputs; the sparsity term keeps the waveform path."""
+    cfg = preset("tiny-cpu").replace(diversity_weight=diversity, sample_rate=8000)
+    torch.manual_seed(0)
+    model = PerformerSeparator(SeparatorConfig(**dict(TINY, sample_rate=8000, channels=1)))
+    x1, x2 = 0.1 * torch.randn(2, 1, 2000), 0.1 * torch.randn(2, 1, 2000)
+    est, masks, mag = model(x1 + x2, return_masks=True, return_magnitude=True)
+    mixit = mixit_loss(est, torch.stack((x1, x2), 1))
+    expected = mixit + diversity * diversity_loss(masks, mag) if diversity else mixit
+    expected.backward()
+    want = _grads(model)
+    model.zero_grad(set_to_none=True)
+    loss, parts = Objective(model, "mixit", cfg)(x1, x2)
+    loss.backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts["mixit"], mixit.detach(), rtol=1e-5, atol=1e-5)
+    assert ("diversity" in parts) == (diversity > 0)
+    _assert_same_grads(want, _grads(model), 1e-4)
+    sparse, parts = Objective(model, "mixit", cfg.replace(sparsity_weight=0.01))(x1, x2)
+    assert set(parts) >= {"mixit", "sparsity"} and torch.isfinite(sparse)
