@@ -20,11 +20,10 @@ import triton.language as tl
 from trackformer._alloc import new_output
 
 from .triton_fwd import (
-    autotune_rows,
+    DOT_PRECISION,
+    ROW_LAUNCH,
     block_m,
-    length_bucket,
     load_feature_block,
-    precision,
     row_strides,
     split_rows,
     state_launch,
@@ -41,9 +40,8 @@ def _row_grads(G, OUT, DEN, g_ptrs, out_ptrs, row, mask_l):
     return g / den[:, None], -tl.sum(g * o, axis=1) / den
 
 
-@autotune_rows
-@triton.jit(do_not_specialize=["L", "L_BUCKET"])  # one compile for every sequence length
-def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, DS_PART, DZ_PART, DS, DZ, L, L_BUCKET, M, N_SPLIT, s, H,
+@triton.jit(do_not_specialize=["L", "N_SPLIT", "H"])  # one compile for every length, split and head count
+def _dq_kernel(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, DS_PART, DZ_PART, DS, DZ, L, M, N_SPLIT, s, H,
                G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL, D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
                INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
@@ -102,7 +100,7 @@ def _dq_tile(G, Q, OUT, W, S, Z, QMAX, DEN, DQ, bh, row0, L, M, s, H, G_SB, G_SH
     tl.store(DQ + ptrs, dq.to(DQ.dtype.element_ty), mask=mask_l[:, None])
 
 
-@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
+@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT", "H"])  # one compile for every length and head count
 def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILES_PER_SPLIT, H,
                    G_SB, G_SH, G_SL, Q_SB, Q_SH, Q_SL, D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
                    INPUT_PRECISION: tl.constexpr):
@@ -134,9 +132,8 @@ def _dstate_kernel(G, Q, OUT, W, QMAX, DEN, DS_PART, DZ_PART, L, M, s, eps, TILE
     tl.store(DZ_PART + part * M + offs_m, acc_z, mask=mask_m)
 
 
-@autotune_rows
-@triton.jit(do_not_specialize=["L", "L_BUCKET"])  # one compile for every sequence length
-def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, L_BUCKET, M, s, eps, H, K_SB, K_SH, K_SL, V_SB, V_SH, V_SL,
+@triton.jit(do_not_specialize=["L", "H"])  # one compile for every length and head count
+def _dkv_kernel(K, V, W, DS, DZ, KMAX, DK, DV, L, M, s, eps, H, K_SB, K_SH, K_SL, V_SB, V_SH, V_SL,
                 D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     row0 = tl.program_id(1) * BLOCK_L
@@ -177,7 +174,6 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     m = w.shape[0]
     bm = block_m(m)
     s = d ** -0.25
-    prec = precision(q.dtype)
     launch = state_launch(m, d, q.dtype)
     n_mb = triton.cdiv(m, launch["BLOCK_M"])
     per_split, n_split = split_rows(lq, launch["BLOCK_L"], b * h * n_mb, q.device)
@@ -186,16 +182,16 @@ def backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     dz_part = new_output((b * h, n_split, m), **f32)
     _dstate_kernel[(b * h, n_mb, n_split)](
         grad, q, out, w, qmax, den, ds_part, dz_part, lq, m, s, eps, per_split, h, *row_strides(grad),
-        *row_strides(q), D=d, INPUT_PRECISION=prec, **launch)
+        *row_strides(q), D=d, INPUT_PRECISION=DOT_PRECISION, **launch)
     dq = new_output(q.shape, dtype=q.dtype, device=q.device)
     d_s = new_output((b * h, m, d), **f32)
     d_z = new_output((b * h, m), **f32)
-    _dq_kernel[lambda meta: (b * h, max(triton.cdiv(lq, meta["BLOCK_L"]), triton.cdiv(m, bm)))](
-        grad, q, out, w, state_s, state_z, qmax, den, dq, ds_part, dz_part, d_s, d_z, lq, length_bucket(lq), m,
-        n_split, s, h, *row_strides(grad), *row_strides(q), D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
+    _dq_kernel[(b * h, max(triton.cdiv(lq, ROW_LAUNCH["BLOCK_L"]), triton.cdiv(m, bm)))](
+        grad, q, out, w, state_s, state_z, qmax, den, dq, ds_part, dz_part, d_s, d_z, lq, m, n_split, s, h,
+        *row_strides(grad), *row_strides(q), D=d, BLOCK_M=bm, INPUT_PRECISION=DOT_PRECISION, **ROW_LAUNCH)
     dk = new_output(k.shape, dtype=k.dtype, device=k.device)
     dv = new_output(v.shape, dtype=v.dtype, device=v.device)
-    _dkv_kernel[lambda meta: (b * h, triton.cdiv(lk, meta["BLOCK_L"]))](
-        k, v, w, d_s, d_z, kmax, dk, dv, lk, length_bucket(lk), m, s, eps, h, *row_strides(k), *row_strides(v),
-        D=d, BLOCK_M=bm, INPUT_PRECISION=prec)
+    _dkv_kernel[(b * h, triton.cdiv(lk, ROW_LAUNCH["BLOCK_L"]))](
+        k, v, w, d_s, d_z, kmax, dk, dv, lk, m, s, eps, h, *row_strides(k), *row_strides(v), D=d, BLOCK_M=bm,
+        INPUT_PRECISION=DOT_PRECISION, **ROW_LAUNCH)
     return dq, dk, dv

@@ -23,22 +23,25 @@ import triton.language as tl
 
 from trackformer._alloc import new_output
 
-BLOCK_M = 64  # features per block of the row kernels (masked when m is not a multiple)
-# The split-L state kernels (_kv_partial, _dstate) take up to STATE_FEATURES[fp32 inputs?][D] features per
-# program (all m ≤ 256 features at D ≤ 64 for half inputs, so K and V are read once per tile), in 32-row
-# tiles, 8 warps, 2 pipeline stages: the largest blocks that compile for sm_90 without register spills
-# (benchmarks/triton_compile_report.py; 3xTF32 dots for fp32 inputs need twice the operand space).
-STATE_FEATURES = {False: {16: 256, 32: 256, 64: 256, 128: 128}, True: {16: 256, 32: 256, 64: 128, 128: 32}}
+# Features per block of the row kernels (masked when m is not a multiple): 32, as 64-feature blocks spill with
+# 3xTF32 dots (sm_90, 32-row tiles: _dq 656 B / _dkv 1616 B at D = 32 fp32, 288 / 468 B fp16).
+BLOCK_M = 32
+# The split-L state kernels (_kv_partial, _dstate) take up to STATE_FEATURES[D] features per program (all
+# m ≤ 256 features at D ≤ 32, so K and V are read once per tile), in 32-row tiles, 8 warps, 2 pipeline stages:
+# the largest blocks that compile for sm_90 with 3xTF32 dots without register spills, for every input dtype
+# (benchmarks/triton_compile_report.py; half inputs at 256 / 128 features spilled 92-204 B at D = 64 / 128).
+STATE_FEATURES = {16: 256, 32: 256, 64: 128, 128: 32}
 
 
 def interpreting() -> bool:
     return triton.knobs.runtime.interpret if hasattr(triton, "knobs") else False
 
 
-def precision(dtype: torch.dtype) -> str:
-    """tl.dot input precision: 3xTF32 (≈ fp32 products on tensor cores) for float32 inputs, TF32 for half
-    inputs (fp16 has TF32's 10-bit mantissa; bf16 inputs are exact in TF32, only W is rounded)."""
-    return "tf32x3" if dtype == torch.float32 else "tf32"
+# tl.dot input precision of every dot with float32 operands (q/k Wᵀ, p S, the gradients' dots), for every input
+# dtype: 3xTF32 (≈ fp32 products on tensor cores). Plain TF32 truncates each fp32 operand to 10 mantissa bits
+# (the MMA reads the raw register): for half inputs that put dq, dk up to 2.8x past the fp16 bound at Lk = 1
+# (the cancellation s·(t W) − s²·x·Σt with t truncated in the dot only; tests/gpu_numerics.py emulates it).
+DOT_PRECISION = "tf32x3"
 
 
 def block_m(m: int) -> int:
@@ -49,25 +52,25 @@ def state_launch(m: int, d: int, dtype: torch.dtype, *, half_dot: bool = False) 
     """Feature block, row tile and launch options of the split-L state kernels for m features, head dim d.
 
     ``half_dot``: the kernel's second dot takes half operands for half inputs (``_kv_partial_kernel``), which
-    frees the registers for 64-row tiles and 3 stages at D ≤ 64 (no spills on sm_90 at D = 64, m = 256;
-    D = 128 spills with 64 rows)."""
-    block_m = min(STATE_FEATURES[dtype == torch.float32][d], triton.next_power_of_2(m))
+    frees the registers for 64-row tiles and 3 stages at D ≤ 64 (no spills on sm_90 at D = 64 with 128
+    features; D = 128 spills with 64 rows)."""
+    block_m = min(STATE_FEATURES[d], triton.next_power_of_2(m))
     if half_dot and dtype != torch.float32 and d <= 64:
         return {"BLOCK_M": block_m, "BLOCK_L": 64, "num_warps": 8, "num_stages": 3}
     return {"BLOCK_M": block_m, "BLOCK_L": 32, "num_warps": 8, "num_stages": 2}
 
 
-# ``_attend_staged_kernel`` keeps W, S and z on chip per program when next_pow2(m) ≤
-# STAGED_FEATURES[fp32 inputs?][D]: the largest blocks that compile for sm_90 in 32-row tiles, 8 warps, without
-# spills (at D = 64, m = 256, bf16: 128 registers, 164 KiB shared memory; benchmarks/triton_compile_report.py).
-STAGED_FEATURES = {False: {16: 128, 32: 128, 64: 256, 128: 128}, True: {16: 64, 32: 64, 64: 128, 128: 64}}
+# ``_attend_staged_kernel`` keeps W, S and z on chip per program when next_pow2(m) ≤ STAGED_FEATURES[D]: the
+# largest blocks that compile for sm_90 in 32-row tiles, 8 warps, with 3xTF32 dots without spills, for every
+# input dtype (fp16 D = 64, m = 128: 231 registers, 164 KiB shared memory; 256 features spilled 576 B).
+STAGED_FEATURES = {16: 64, 32: 64, 64: 128, 128: 64}
 STAGED_BLOCK_L = 32
 
 
-def staged_features(m: int, d: int, dtype: torch.dtype) -> int:
+def staged_features(m: int, d: int) -> int:
     """The staged attend kernel's feature block (next_pow2(m)) when W, S and z fit on chip, else 0."""
     block = triton.next_power_of_2(m)
-    return block if block <= STAGED_FEATURES[dtype == torch.float32][d] else 0
+    return block if block <= STAGED_FEATURES[d] else 0
 
 
 _TL_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
@@ -75,9 +78,14 @@ _TL_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat1
 
 def bounded_dot_dtype(dtype: torch.dtype):
     """Operand type of the dots whose operands are bounded (p ∈ [0, 1]) or the inputs themselves: the input
-    dtype (twice the tensor-core rate of TF32 for half inputs). The interpreter's bf16 dot is wrong
-    (numpy has no bfloat16), so it keeps float32 there."""
-    return tl.float32 if dtype == torch.bfloat16 and interpreting() else _TL_TYPES[dtype]
+    dtype (twice the tensor-core rate of TF32 for half inputs). The plain interpreter's bf16 dot is wrong (it
+    multiplies the raw uint16 bits), so it keeps float32 there unless the dot is patched to take bf16 values
+    (tests/gpu_numerics.py marks its dot ``handles_bf16``)."""
+    if dtype == torch.bfloat16 and interpreting():
+        from triton.runtime.interpreter import InterpreterBuilder
+
+        return tl.bfloat16 if getattr(InterpreterBuilder.create_dot, "handles_bf16", False) else tl.float32
+    return _TL_TYPES[dtype]
 
 
 def num_sms(device: torch.device) -> int:
@@ -94,40 +102,10 @@ def split_rows(length: int, block_l: int, programs: int, device: torch.device):
     return per_split, triton.cdiv(tiles, per_split)
 
 
-def row_configs(interpreter: bool | None = None):
-    """Autotune configs for the per-row-tile kernels (a single one under the interpreter).
-
-    Two candidates that compile for sm_90 without register spills for half inputs; fp32 inputs keep only the
-    32-row one (``keep_configs``: 64-row tiles spill with 3xTF32, benchmarks/triton_compile_report.py). Each
-    candidate costs a compile and a timing on first use.
-    """
-    if interpreting() if interpreter is None else interpreter:
-        return [triton.Config({"BLOCK_L": 64}, num_warps=4)]
-    return [triton.Config({"BLOCK_L": bl}, num_warps=w, num_stages=st) for bl, w, st in ((32, 8, 2), (64, 8, 2))]
-
-
-def keep_configs(configs, input_precision: str):
-    """The candidates worth timing for this dot precision: fp32 inputs (3xTF32) only 32-row tiles."""
-    kept = [c for c in configs if input_precision != "tf32x3" or c.kwargs["BLOCK_L"] <= 32]
-    return kept or configs[:1]
-
-
-def length_bucket(length: int) -> int:
-    """The autotune key's sequence-length class: the next power of two (each class is tuned once)."""
-    return triton.next_power_of_2(length)
-
-
-def _quick_bench(kernel_call, quantiles):
-    """Autotuning timer: 5 ms warm-up and 20 ms of repetitions per candidate (Triton's defaults are 25 / 100)."""
-    return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
-
-
-def autotune_rows(kernel):
-    """Autotunes a per-row-tile kernel over ``row_configs`` per (m, D, precision, length bucket); the kernel
-    takes the bucket as ``L_BUCKET`` (unused in its body, not specialised). Results are cached on disk."""
-    prune = {"early_config_prune": lambda configs, _args, **kw: keep_configs(configs, kw["INPUT_PRECISION"])}
-    return triton.autotune(configs=row_configs(), key=["M", "D", "INPUT_PRECISION", "L_BUCKET"],
-                           prune_configs_by=prune, do_bench=_quick_bench, cache_results=True)(kernel)
+# The per-row-tile kernels (_attend, _dq, _dkv): 32-row tiles, 8 warps, 2 stages, the one configuration that
+# compiles for sm_90 with 3xTF32 dots without (or with the fewest) register spills
+# (benchmarks/triton_compile_report.py); one build per (dtype, D, feature block), nothing to autotune.
+ROW_LAUNCH = {"BLOCK_L": 32, "num_warps": 8, "num_stages": 2}
 
 
 @triton.jit
@@ -149,7 +127,7 @@ def load_feature_block(W, S, Z, bh, offs_m, offs_d, M, D: tl.constexpr):
     return mask_m, w, sb, zb
 
 
-@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
+@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT", "H"])  # one compile for every length and head count
 def _kv_partial_kernel(K, V, W, A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, L, M, s, TILES_PER_SPLIT, H,
                        K_SB, K_SH, K_SL, V_SB, V_SH, V_SL, D: tl.constexpr, BLOCK_L: tl.constexpr,
                        BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr, VALUE_DTYPE: tl.constexpr):
@@ -179,9 +157,11 @@ def _kv_partial_kernel(K, V, W, A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, 
         u_t = tl.where(mask_l[None, :], u_t, float("-inf"))
         new_max = tl.maximum(run_max, tl.max(u_t, axis=1))
         alpha = tl.exp(run_max - new_max)
-        p_t = tl.exp(u_t - new_max[:, None] - hk[None, :])  # in [0, 1]: exact enough in v's half dtype
-        acc = acc * alpha[:, None] + tl.dot(p_t.to(VALUE_DTYPE), vt, input_precision=INPUT_PRECISION)
-        acc_z = acc_z * alpha + tl.sum(p_t, axis=1)
+        # p ∈ [0, 1] enters Σ p v in v's half dtype, and z sums the same rounded p: the ratio S/z stays exact
+        # where the features agree (at Lk = 1 out = v, so dq ≈ 0 keeps its cancellation; bf16 p alone cost 2^-9)
+        p_t = tl.exp(u_t - new_max[:, None] - hk[None, :]).to(VALUE_DTYPE)
+        acc = acc * alpha[:, None] + tl.dot(p_t, vt, input_precision=INPUT_PRECISION)
+        acc_z = acc_z * alpha + tl.sum(p_t.to(tl.float32), axis=1)
         vsum += vt.to(tl.float32)
         run_max = new_max
     part = bh * n_split + split
@@ -198,8 +178,11 @@ def _kv_reduce_kernel(A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, S, Z, KMAX
                       N_SPLIT, N_MAX, eps, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     rb = tl.program_id(1)
-    offs_p = tl.arange(0, BLOCK_P)
-    gmax = tl.max(tl.load(MAX_PART + bh * N_MAX + offs_p, mask=offs_p < N_MAX, other=float("-inf")), axis=0)
+    gmax = float("-inf")
+    for p0 in range(0, N_MAX, BLOCK_P):  # the N_MAX partial maxima, BLOCK_P at a time
+        offs_p = p0 + tl.arange(0, BLOCK_P)
+        part_max = tl.load(MAX_PART + bh * N_MAX + offs_p, mask=offs_p < N_MAX, other=float("-inf"))
+        gmax = tl.maximum(gmax, tl.max(part_max, axis=0))
     offs_m = rb * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < M
     offs_d = tl.arange(0, D)
@@ -224,9 +207,8 @@ def _kv_reduce_kernel(A_PART, Z_PART, FMAX_PART, MAX_PART, VSUM_PART, S, Z, KMAX
         tl.store(KMAX + bh, gmax)
 
 
-@autotune_rows
-@triton.jit(do_not_specialize=["L", "L_BUCKET"])  # one compile for every sequence length
-def _attend_kernel(Q, W, S, Z, SSUM_PART, ZSUM_PART, OUT, QMAX, DEN, L, L_BUCKET, M, N_RB, s, eps, H,
+@triton.jit(do_not_specialize=["L", "N_RB", "H"])  # one compile for every length and head count
+def _attend_kernel(Q, W, S, Z, SSUM_PART, ZSUM_PART, OUT, QMAX, DEN, L, M, N_RB, s, eps, H,
                    Q_SB, Q_SH, Q_SL,
                    D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
@@ -264,7 +246,7 @@ def _attend_kernel(Q, W, S, Z, SSUM_PART, ZSUM_PART, OUT, QMAX, DEN, L, L_BUCKET
     tl.store(DEN + bh * L + offs_l, den, mask=mask_l)
 
 
-@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT"])  # one compile for every sequence length
+@triton.jit(do_not_specialize=["L", "TILES_PER_SPLIT", "H"])  # one compile for every length and head count
 def _attend_staged_kernel(Q, W, S, Z, OUT, QMAX, DEN, L, M, s, eps, TILES_PER_SPLIT, H, Q_SB, Q_SH, Q_SL,
                           D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr,
                           INPUT_PRECISION: tl.constexpr):
@@ -319,7 +301,7 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     s = d ** -0.25
     _kv_partial_kernel[(b * h, n_mb, n_split)](
         k, v, w, a_part, z_part, fmax_part, max_part, vsum_part, length, m, s, per_split, h, *row_strides(k),
-        *row_strides(v), D=d, INPUT_PRECISION=precision(k.dtype), VALUE_DTYPE=bounded_dot_dtype(k.dtype), **launch)
+        *row_strides(v), D=d, INPUT_PRECISION=DOT_PRECISION, VALUE_DTYPE=bounded_dot_dtype(k.dtype), **launch)
     bm = block_m(m)
     n_rb = triton.cdiv(m, bm)
     state_s = new_output((b, h, m, d), **f32)
@@ -329,8 +311,7 @@ def kv_state(k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, eps: float):
     zsum_part = new_output((b * h, n_rb), **f32)
     _kv_reduce_kernel[(b * h, n_rb)](
         a_part, z_part, fmax_part, max_part, vsum_part, state_s, state_z, kmax, ssum_part, zsum_part, length, m,
-        n_split, n_split * n_mb, eps, D=d, BLOCK_M=bm, BLOCK_P=triton.next_power_of_2(n_split * n_mb),
-        num_warps=4, num_stages=1)
+        n_split, n_split * n_mb, eps, D=d, BLOCK_M=bm, BLOCK_P=64, num_warps=4, num_stages=1)
     return state_s, state_z, kmax, (ssum_part, zsum_part)
 
 
@@ -343,16 +324,15 @@ def attend(q: torch.Tensor, w: torch.Tensor, state_s: torch.Tensor, state_z: tor
     out = new_output(q.shape, dtype=q.dtype, device=q.device)
     qmax = new_output((b, h, length), dtype=torch.float32, device=q.device)
     den = new_output((b, h, length), dtype=torch.float32, device=q.device)
-    staged = staged_features(m, d, q.dtype)
+    staged = staged_features(m, d)
     if staged:
         per_split, n_split = split_rows(length, STAGED_BLOCK_L, b * h, q.device)
         _attend_staged_kernel[(b * h, n_split)](
             q, w, state_s, state_z, out, qmax, den, length, m, d ** -0.25, eps, per_split, h, *row_strides(q),
-            D=d, BLOCK_L=STAGED_BLOCK_L, BLOCK_M=staged, INPUT_PRECISION=precision(q.dtype), num_warps=8,
+            D=d, BLOCK_L=STAGED_BLOCK_L, BLOCK_M=staged, INPUT_PRECISION=DOT_PRECISION, num_warps=8,
             num_stages=2)
         return out, qmax, den
-    grid = lambda meta: (b * h, triton.cdiv(length, meta["BLOCK_L"]))
-    _attend_kernel[grid](q, w, state_s, state_z, *sums, out, qmax, den, length, length_bucket(length), m,
-                         sums[1].shape[1], d ** -0.25, eps, h, *row_strides(q),
-                         D=d, BLOCK_M=block_m(m), INPUT_PRECISION=precision(q.dtype))
+    _attend_kernel[(b * h, triton.cdiv(length, ROW_LAUNCH["BLOCK_L"]))](
+        q, w, state_s, state_z, *sums, out, qmax, den, length, m, sums[1].shape[1], d ** -0.25, eps, h,
+        *row_strides(q), D=d, BLOCK_M=block_m(m), INPUT_PRECISION=DOT_PRECISION, **ROW_LAUNCH)
     return out, qmax, den
