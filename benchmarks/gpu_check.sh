@@ -5,16 +5,22 @@
 #   bash benchmarks/gpu_check.sh                        # on the GPU machine, carrying .whl; results in $OUT
 #   OUT=/tmp/x DRY_RUN_CPU=1 bash benchmarks/gpu_check.sh   # local rehearsal: every step that works on a CPU
 #
+# The plan (printed first): the benchmarks keep a floor, BENCH_FLOOR_S = the sum of run_all.py's suite limits,
+# so the steps before them share GPU_CHECK_BUDGET_S - RESERVE - BENCH_FLOOR_S, each at most its own limit; time
+# they leave goes to the benchmarks. A step whose limit comes out under 5 s is skipped (never `timeout 0`).
 # Steps (each under `timeout` in its own process group, its status, seconds and log recorded; a failed step
 # never stops the others, except a carried wheel that does not import, which ends the run at once):
 #   environment     python, torch, CUDA, numpy, triton versions, the card
 #   nvidia-smi      the card (skipped in a dry run)
-#   toolchain       nvcc and ninja versions, CUDA_HOME; fails on a CUDA major version other than torch's
 #   wheels          pip install --no-index --no-deps --target WORK/site .whl/*.whl, then every carried package
 #                   must import (gpu_check_steps.py wheels); missing .whl or a failed import ends the run early
+#   toolchain       setuptools (>= 77, the carried one), nvcc and ninja versions, CUDA_HOME; fails on setuptools
+#                   < 77 or a CUDA major version other than torch's
 #   build           FORCE_CUDA=1 setup.py build_ext into WORK/build for the card's architecture (CPU-only in a dry
 #                   run), in the background, never writing the working tree ...
-#   favor-tests     ... while pytest -m gpu runs tests/test_favor_*.py (Triton only: no _C needed)
+#   warm-triton     ... while 8 processes compile the Triton builds the FAVOR+ GPU tests need (counted in the
+#                   plan) into the run's TRITON_CACHE_DIR (a dry run: one class under the interpreter) ...
+#   favor-tests     ... and pytest -m gpu runs tests/test_favor_*.py on that cache (Triton only: no _C needed)
 #   ops             the package shim WORK/pkg/trackformer (symlinks to trackformer/*, kernels -> ../kernels, the
 #                   new _C) imports, and every MixIT op has CPU, Meta and CUDA kernels registered
 #   gpu-tests       pytest -m gpu over the other test files (tests get ~300 s in all, 150 s per test at most)
@@ -34,7 +40,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-/tmp/gpu_check_out}
 DRY=${DRY_RUN_CPU:-0}
 BUDGET=${GPU_CHECK_BUDGET_S:-530}
-TESTS_S=${GPU_CHECK_TESTS_S:-300}  # both pytest steps together
 RESERVE=25  # seconds kept for readme-table and the report
 START=$(date +%s)
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)  # absolute: the steps run from $WORK
@@ -69,10 +74,13 @@ record() {
 
 skip() { echo "skipped: $2" >"$WORK/$1.log"; printf '\n===== %s: skipped: %s\n' "$1" "$2" >>"$LOG"; record "$1" "skipped: $2" 0; }
 
-# limit NAME LIMIT_S: the step's timeout, never past the budget (0 when too little is left).
+FLOOR=0  # seconds kept for the benchmarks while the steps before them run (BENCH_FLOOR_S, set by the plan)
+
+# limit NAME LIMIT_S: the step's timeout, never past the budget nor into the benchmarks' floor (0 when under 5 s:
+# the step is then skipped, never run as `timeout 0`, which would mean no limit).
 limit() {
   local t
-  t=$(($(left) - RESERVE))
+  t=$(($(left) - RESERVE - FLOOR))
   [ "$t" -gt "$2" ] && t=$2
   [ "$t" -lt 5 ] && t=0
   echo "$t"
@@ -113,12 +121,18 @@ BG_PID= BG_NAME= BG_START= BG_LIMIT=
 start() {
   BG_NAME=$1 BG_LIMIT=$(limit "$1" "$2") BG_START=$(date +%s)
   shift 2
+  if [ "$BG_LIMIT" = 0 ]; then
+    echo "skipped: time budget spent" >"$WORK/$BG_NAME.log"
+    BG_PID=
+    return 1
+  fi
   printf '\n===== %s (background, timeout %s s): %s\n' "$BG_NAME" "$BG_LIMIT" "$*" >>"$WORK/bg-header.log"
   (cd "$WORK" && exec timeout -k 15 "$BG_LIMIT" "$@") >"$WORK/$BG_NAME.log" 2>&1 &
   BG_PID=$!
 }
 finish() {
   local rc
+  if [ -z "$BG_PID" ]; then record "$BG_NAME" "skipped: time budget spent" 0; return 1; fi
   wait "$BG_PID"
   rc=$?
   cat "$WORK/bg-header.log" "$WORK/$BG_NAME.log" >>"$LOG"
@@ -166,18 +180,54 @@ finish_run() {
   exit 0
 }
 
+# --- the plan --------------------------------------------------------------------------------------------------
+# Each step's own limit (s); the steps before the benchmarks share what the benchmarks' floor leaves.
+declare -A CAP=([environment]=30 [nvidia-smi]=15 [wheels]=90 [toolchain]=20 [build]=240 [warm-triton]=60
+  [favor-tests]=90 [ops]=20 [gpu-tests]=150 [convtasnet-parity]=45 [profile-favor]=30 [profile-mixit]=20
+  [readme-table]=20)
+# GPU_CHECK_CAP_SCALE (default 1) multiplies every step's limit: for a rehearsal on a slow or shared CPU, with a
+# budget to match (GPU_CHECK_BUDGET_S); the GPU run keeps 1.
+for name in "${!CAP[@]}"; do CAP[$name]=$((CAP[$name] * ${GPU_CHECK_CAP_SCALE:-1})); done
+ORDER="environment nvidia-smi wheels toolchain build warm-triton favor-tests ops gpu-tests convtasnet-parity
+  profile-favor profile-mixit benchmarks readme-table"
+plan() {
+  local suites gpu
+  suites=$(cd "$WORK" && "$PY" "$REPO/benchmarks/run_all.py" --device "$DEVICE" --quick --plan) || return 1
+  BENCH_FLOOR_S=$(($(echo "$suites" | tail -1) + 10))  # + 10 s: the suites' process start-ups
+  echo "gpu_check plan: budget $BUDGET s = $((BUDGET - RESERVE - BENCH_FLOOR_S)) s for the steps before the" \
+    "benchmarks + a ${BENCH_FLOOR_S} s floor for the benchmarks + ${RESERVE} s for readme-table and the report"
+  for name in $ORDER; do
+    case $name in
+      build) echo "  build             ${CAP[build]} s  (background, beside warm-triton and favor-tests) _C for the MixIT ops" ;;
+      warm-triton) echo "  warm-triton        ${CAP[warm-triton]} s  (the Triton builds of the FAVOR+ GPU tests: counted below)" ;;
+      benchmarks) echo "  benchmarks     >= ${BENCH_FLOOR_S} s  run_all.py --quick, each suite its whole limit:"
+        echo "$suites" | sed '$d' | sed 's/^/    /'
+        if [ "$DRY" = 1 ]; then  # what the GPU run will keep for them
+          gpu=$(cd "$WORK" && "$PY" "$REPO/benchmarks/run_all.py" --device cuda --quick --plan) || return 1
+          echo "    on the GPU (budget 530 s): a $(($(echo "$gpu" | tail -1) + 10)) s floor for the benchmarks, so" \
+            "$((530 - RESERVE - $(echo "$gpu" | tail -1) - 10)) s for the steps before them:"
+          echo "$gpu" | sed '$d' | sed 's/^/    /'
+        fi ;;
+      *) printf '  %-17s %3s s\n' "$name" "${CAP[$name]}" ;;
+    esac
+  done
+}
+BENCH_FLOOR_S=0
+plan >"$WORK/plan.txt" 2>&1 || echo "gpu_check: run_all.py --plan failed: no floor kept for the benchmarks" >>"$WORK/plan.txt"
+tee -a "$LOG" <"$WORK/plan.txt"
+FLOOR=$BENCH_FLOOR_S
+
 # --- environment -------------------------------------------------------------------------------------------
-step environment 60 "$PY" "$STEPS_PY" environment
+step environment "${CAP[environment]}" "$PY" "$STEPS_PY" environment
 if [ "$DRY" = 1 ]; then skip nvidia-smi "DRY_RUN_CPU"
-elif command -v nvidia-smi >/dev/null; then step nvidia-smi 20 nvidia-smi
+elif command -v nvidia-smi >/dev/null; then step nvidia-smi "${CAP[nvidia-smi]}" nvidia-smi
 else skip nvidia-smi "nvidia-smi not on PATH"; fi
-step toolchain 30 "$PY" "$STEPS_PY" toolchain
 
 # --- carried wheels: without them 10 test modules fail at collection, so a missing one ends the run now -------
 if [ "$DRY" = 1 ]; then
-  step wheels 60 "$PY" "$STEPS_PY" wheels --dry-run
+  step wheels "${CAP[wheels]}" "$PY" "$STEPS_PY" wheels --dry-run
 elif compgen -G "$REPO/.whl/*.whl" >/dev/null; then
-  step wheels 120 bash -c "'$PY' -m pip install -q --no-index --no-deps --no-compile --target '$WORK/site' \
+  step wheels "${CAP[wheels]}" bash -c "'$PY' -m pip install -q --no-index --no-deps --no-compile --target '$WORK/site' \
     '$REPO'/.whl/*.whl && PYTHONPATH='$WORK/site' '$PY' '$STEPS_PY' wheels"
 else
   echo "gpu_check: no .whl/*.whl in the working tree: run ../shared/tools/fetch_gpu_wheels.sh .whl and carry .whl" \
@@ -199,6 +249,9 @@ for entry in "$REPO"/trackformer/*; do
   ln -s "$entry" "$WORK/pkg/trackformer/"
 done
 ln -s "$REPO/kernels" "$WORK/pkg/trackformer/kernels"
+# The carried setuptools (>= 77, for pyproject's SPDX license) now comes first: the build below uses it.
+step toolchain "${CAP[toolchain]}" "$PY" "$STEPS_PY" toolchain
+echo "gpu_check plan: $(cd "$WORK" && "$PY" "$STEPS_PY" builds 2>&1 | tail -1)" | tee -a "$LOG"
 
 # --- build the extension in the background while the Triton tests run ------------------------------------------
 if [ "$DRY" = 1 ]; then BUILD_ENV="FORCE_CUDA=0"
@@ -206,20 +259,21 @@ else
   ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' ')
   BUILD_ENV="FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-${ARCH:-9.0}} MAX_JOBS=${MAX_JOBS:-8}"
 fi
-start build 240 bash -c "cd '$REPO' && env $BUILD_ENV '$PY' setup.py -q build_ext --build-lib '$WORK/build' \
+start build "${CAP[build]}" bash -c "cd '$REPO' && env $BUILD_ENV '$PY' setup.py -q build_ext --build-lib '$WORK/build' \
   --build-temp '$WORK/build-tmp'"
 PYTEST=("$PY" "$STEPS_PY" pytest --timeout 150 -- -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml"
   --continue-on-collection-errors)
-step favor-tests $((TESTS_S * 2 / 3)) "${PYTEST[@]}" -m gpu "$REPO"/tests/test_favor_*.py
+if [ "$DRY" = 1 ]; then WARM=(--dry-run --workers 1); else WARM=(--workers 8); fi
+step warm-triton "${CAP[warm-triton]}" "$PY" "$STEPS_PY" warm-triton "${WARM[@]}"
+step favor-tests "${CAP[favor-tests]}" "${PYTEST[@]}" -m gpu "$REPO"/tests/test_favor_*.py
 finish build
 for so in "$WORK"/build/trackformer/_C.*.so; do [ -e "$so" ] && ln -s "$so" "$WORK/pkg/trackformer/"; done
-if [ "$DRY" = 1 ]; then step ops 60 "$PY" "$STEPS_PY" ops --dry-run; else step ops 60 "$PY" "$STEPS_PY" ops; fi
+if [ "$DRY" = 1 ]; then OPS=(--dry-run); else OPS=(); fi
+step ops "${CAP[ops]}" "$PY" "$STEPS_PY" ops "${OPS[@]}"
 
 # --- the other GPU tests, then the torchaudio parity ------------------------------------------------------------
-rest=$((TESTS_S - $(awk -F'\t' '$1 == "favor-tests" {print $3}' "$STEPS")))
-[ "$rest" -lt 120 ] && rest=120
-step gpu-tests "$rest" "${PYTEST[@]}" -m gpu "$REPO/tests" --ignore-glob='*/test_favor_*.py'
-step convtasnet-parity 60 "$PY" "$STEPS_PY" pytest --require-module torchaudio -- -q -rs -p no:cacheprovider \
+step gpu-tests "${CAP[gpu-tests]}" "${PYTEST[@]}" -m gpu "$REPO/tests" --ignore-glob='*/test_favor_*.py'
+step convtasnet-parity "${CAP[convtasnet-parity]}" "$PY" "$STEPS_PY" pytest --require-module torchaudio -- -q -rs -p no:cacheprovider \
   --rootdir "$REPO" -c "$REPO/pyproject.toml" "$REPO/tests/test_convtasnet.py" -k torchaudio
 
 # --- diagnostics: per-kernel time tables --------------------------------------------------------------------
@@ -228,12 +282,13 @@ if [ "$DRY" = 1 ]; then
 else
   FAVOR_SHAPE="L=5168" MIXIT_SHAPE="T=1323000" DTYPE=bf16
 fi
-step profile-favor 45 "$PY" "$REPO/benchmarks/profile_op.py" favor_attention --device "$DEVICE" --shape "$FAVOR_SHAPE" \
+step profile-favor "${CAP[profile-favor]}" "$PY" "$REPO/benchmarks/profile_op.py" favor_attention --device "$DEVICE" --shape "$FAVOR_SHAPE" \
   --dtype "$DTYPE" --warmup 2 --iters 3 --torch-profiler "$WORK/favor_trace.json"
-step profile-mixit 30 "$PY" "$REPO/benchmarks/profile_op.py" mixit_loss --device "$DEVICE" --shape "$MIXIT_SHAPE" \
+step profile-mixit "${CAP[profile-mixit]}" "$PY" "$REPO/benchmarks/profile_op.py" mixit_loss --device "$DEVICE" --shape "$MIXIT_SHAPE" \
   --dtype fp32 --warmup 2 --iters 3 --torch-profiler "$WORK/mixit_trace.json"
 
 # --- benchmarks (run_all kills a suite's whole process group on timeout or when stopped) ------------------------
+FLOOR=0  # their floor is theirs now, with whatever the steps before left
 step benchmarks 600 "$PY" "$REPO/benchmarks/run_all.py" --device "$DEVICE" --quick --out-dir "$WORK/bench" \
   --log-dir "$WORK/bench-logs" --budget-s $(($(left) - RESERVE - 20))
 for f in "$WORK"/bench-logs/*.log; do [ -e "$f" ] && printf '\n----- %s\n' "$f" >>"$LOG" && cat "$f" >>"$LOG"; done
@@ -241,7 +296,7 @@ for f in "$WORK"/bench-logs/*.log; do [ -e "$f" ] && printf '\n----- %s\n' "$f" 
 # --- README table + plot, leftovers, then the report (always) ---------------------------------------------------
 RESERVE=5
 if [ -f "$WORK/bench/results.json" ]; then
-  step readme-table 20 "$PY" "$REPO/benchmarks/readme_table.py" "$WORK/bench/results.json" \
+  step readme-table "${CAP[readme-table]}" "$PY" "$REPO/benchmarks/readme_table.py" "$WORK/bench/results.json" \
     --plot "$OUT/results_plot.png" --output "$OUT/readme_table.md"
 else
   skip readme-table "no benchmarks/results.json"

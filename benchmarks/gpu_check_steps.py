@@ -1,7 +1,9 @@
 """The Python steps of gpu_check.sh: environment, toolchain, carried wheels, the extension's ops, pytest via the shim.
 
     python benchmarks/gpu_check_steps.py environment
-    python benchmarks/gpu_check_steps.py toolchain
+    python benchmarks/gpu_check_steps.py toolchain                # nvcc, ninja, setuptools >= 77
+    python benchmarks/gpu_check_steps.py builds                   # the Triton builds the FAVOR+ GPU tests need
+    python benchmarks/gpu_check_steps.py warm-triton [--workers N] [--dry-run]   # compile them in parallel
     python benchmarks/gpu_check_steps.py wheels [--dry-run]       # every carried package imports
     python benchmarks/gpu_check_steps.py ops [--dry-run]          # the MixIT ops have CUDA kernels
     python benchmarks/gpu_check_steps.py pytest [--timeout S] [--require-module NAME] -- PYTEST_ARGS...
@@ -28,8 +30,9 @@ FETCH = "../shared/tools/fetch_gpu_wheels.sh .whl"  # run from the repository ro
 # What the fetch script carries, by import name: the tests need soundfile (with its bundled libsndfile), cffi and
 # pycparser; the anchors need einops >= 0.8.1, performer_pytorch (importing it imports the pure-Python
 # dependencies it was carried with) and asteroid's MixIT wrapper file.
-CARRIED = ("soundfile", "cffi", "pycparser", "einops", "performer_pytorch")
-MIN_VERSIONS = {"einops": (0, 8, 1)}
+CARRIED = ("soundfile", "cffi", "pycparser", "einops", "performer_pytorch", "setuptools")
+# setuptools >= 77 reads pyproject.toml's SPDX `license = "MIT"` (older ones fail, and no _C gets built).
+MIN_VERSIONS = {"einops": (0, 8, 1), "setuptools": (77,)}
 
 
 def fail(message: str) -> int:
@@ -62,10 +65,16 @@ def environment(_args) -> int:
 
 
 def toolchain(_args) -> int:
-    """nvcc, ninja and CUDA_HOME as the build will see them; a CUDA major version other than torch's fails."""
+    """setuptools (the carried one: gpu_check.sh runs this after the wheels step), nvcc, ninja and CUDA_HOME as the
+    build will see them; setuptools < 77 or a CUDA major version other than torch's fails."""
+    import setuptools
     import torch
     from torch.utils.cpp_extension import CUDA_HOME
 
+    print("setuptools", setuptools.__version__, "from", os.path.dirname(setuptools.__file__))
+    if _version(setuptools.__version__) < MIN_VERSIONS["setuptools"]:
+        return fail(f"setuptools {setuptools.__version__} < 77 cannot read pyproject.toml's license = \"MIT\" "
+                    f"(no _C would be built); carry setuptools 80.9.0 with `{FETCH}`")
     print("CUDA_HOME", CUDA_HOME, "| torch built with CUDA", torch.version.cuda)
     nvcc = os.path.join(CUDA_HOME, "bin", "nvcc") if CUDA_HOME else shutil.which("nvcc")
     ninja = shutil.which("ninja")
@@ -166,6 +175,89 @@ def ops(args) -> int:
     return 0
 
 
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def favor_builds() -> tuple[list[tuple[str, int, int]], dict]:
+    """The (dtype, D, m) classes of the FAVOR+ GPU tests (tests/test_favor_triton.py ``gpu_build_classes``) and
+    the distinct Triton builds they need, {build: the first class that needs it}; a build is (kernel, dtype,
+    constexprs, warps, stages) as the dispatcher launches it (triton_compile_report.jobs), since no kernel
+    specialises on lengths, head counts or split counts."""
+    import torch
+    from triton_compile_report import jobs
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+    from test_favor_triton import gpu_build_classes
+
+    names = {getattr(torch, v): k for k, v in _DTYPES.items()}
+    classes = sorted((names[dtype], d, m) for dtype, d, m in gpu_build_classes())
+    builds = {}
+    for dtype, d, m in classes:
+        for kernel, constexprs, warps, stages in jobs(d, m, dtype):
+            name = getattr(kernel, "__name__", None) or kernel.fn.__name__
+            key = (name, dtype, tuple(sorted((k, str(v)) for k, v in constexprs.items())), warps, stages)
+            builds.setdefault(key, (dtype, d, m))
+    return classes, builds
+
+
+def builds(_args) -> int:
+    """Prints how many Triton builds the FAVOR+ GPU tests need, per kernel."""
+    classes, found = favor_builds()
+    per_kernel = {}
+    for name, *_ in found:
+        per_kernel[name] = per_kernel.get(name, 0) + 1
+    print(f"FAVOR+ GPU tests: {len(found)} Triton builds for {len(classes)} (dtype, D, m) classes; per kernel: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(per_kernel.items())))
+    return 0
+
+
+def _warm_one(job: tuple[str, int, int, str]) -> tuple[str, int, int]:
+    """Worker: one FAVOR+ forward and backward at (dtype, D, m) on a short sequence (every kernel of the class is
+    built; builds do not depend on the length), which leaves the builds in TRITON_CACHE_DIR."""
+    import torch
+
+    from trackformer.kernels import favor_attention, orthogonal_random_features
+
+    dtype, d, m, device = job
+    q, k, v = (torch.randn(1, 2, 40, d, device=device, dtype=getattr(torch, _DTYPES[dtype]), requires_grad=True)
+               for _ in range(3))
+    out = favor_attention(q, k, v, orthogonal_random_features(m, d).to(device))
+    torch.autograd.grad(out, (q, k, v), torch.ones_like(out))
+    return dtype, d, m
+
+
+def warm_triton(args) -> int:
+    """Compiles the FAVOR+ GPU tests' Triton builds in ``--workers`` processes (into TRITON_CACHE_DIR, which the
+    tests then read): one class per new build set. --dry-run: one class on the CPU under the interpreter (the
+    plumbing only)."""
+    import concurrent.futures
+    import multiprocessing
+    import time
+
+    classes, found = favor_builds()
+    needed = sorted(set(found.values()))  # the classes that bring a build no earlier class has
+    device = "cpu" if args.dry_run else "cuda"
+    if args.dry_run:
+        needed = needed[:1]
+        os.environ.update(TRITON_INTERPRET="1", TRACKFORMER_FAVOR_BACKEND="triton")
+    print(f"warm-triton: {len(found)} builds from {len(needed)} of {len(classes)} classes on {args.workers} "
+          f"processes ({device}); cache {os.environ.get('TRITON_CACHE_DIR', '~/.triton/cache')}", flush=True)
+    t0, done = time.monotonic(), 0
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_warm_one, (*c, device)) for c in needed]
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                dtype, d, m = future.result()
+            except Exception as err:  # noqa: BLE001 - one line per failed class, the rest go on
+                return fail(f"warm-triton: a class failed to build ({type(err).__name__}: {err})")
+            done += 1
+            print(f"warm-triton: {done}/{len(needed)} classes ({dtype}, D={d}, m={m}) after "
+                  f"{time.monotonic() - t0:.0f} s", flush=True)
+    print(f"warm-triton: done in {time.monotonic() - t0:.0f} s")
+    return 0
+
+
 class _Skips:
     """pytest plugin: counts skipped tests."""
 
@@ -210,6 +302,11 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="step", required=True)
     sub.add_parser("environment").set_defaults(fn=environment)
     sub.add_parser("toolchain").set_defaults(fn=toolchain)
+    sub.add_parser("builds").set_defaults(fn=builds)
+    s = sub.add_parser("warm-triton")
+    s.add_argument("--workers", type=int, default=8, help="compiling processes (the build's nvcc takes the rest)")
+    s.add_argument("--dry-run", action="store_true")
+    s.set_defaults(fn=warm_triton)
     for name, fn in (("wheels", wheels), ("ops", ops)):
         s = sub.add_parser(name)
         s.add_argument("--dry-run", action="store_true")

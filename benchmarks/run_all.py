@@ -10,6 +10,7 @@ to the timeouts of the suites still to run). A suite runs in its own process gro
 run_all is stopped, and is killed by the kernel if run_all itself dies first (PR_SET_PDEATHSIG).
 
     python benchmarks/run_all.py --device cuda --quick --out-dir DIR [--budget-s 280] [--suites training,mixit]
+    python benchmarks/run_all.py --device cuda --quick --plan     # limits and headline rows; last line: their sum
 
 Writes DIR/results.json (see benchmarks/README.md for its layout) and DIR/report.md (benchmarks/report.py).
 Exit status 0 when every suite that applies to the device finished ok, 1 otherwise.
@@ -35,7 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @dataclasses.dataclass(frozen=True)
 class Suite:
-    """One benchmark script; timeouts in seconds for --quick and for the full set."""
+    """One benchmark script; timeouts in seconds for --quick and for the full set; ``cuda_extra``: arguments on
+    CUDA only; ``headline``: the rows the suite must bring back (printed by --plan)."""
 
     name: str
     script: str
@@ -43,14 +45,20 @@ class Suite:
     quick_timeout: int = 90
     full_timeout: int = 1800
     cuda_only: bool = False
+    cuda_extra: tuple = ()
+    headline: str = ""
 
 
 SUITES = (
-    Suite("mixit", "bench_mixit.py", quick_timeout=60),
+    Suite("mixit", "bench_mixit.py", quick_timeout=40,
+          headline="MixIT loss: ours vs brute force, asteroid, vectorised search at 3 s and 30 s (M = 4-16)"),
     Suite("training_v100", "bench_training.py", ("--v100", "--rates", "16000", "--models", "performer,convtasnet"),
-          quick_timeout=40, full_timeout=1200, cuda_only=True),
-    Suite("training", "bench_training.py", quick_timeout=150, full_timeout=3600),
-    Suite("attention", "bench_attention.py", quick_timeout=150),
+          quick_timeout=50, full_timeout=1200, cuda_only=True, cuda_extra=("--segments", "3,5,10,30"),
+          headline="32 GB V100 cap, 16 kHz: ours and ConvTasNet at 3/5/10/30 s (the 30 s memory row)"),
+    Suite("training", "bench_training.py", quick_timeout=110, full_timeout=3600, cuda_extra=("--segments", "3,5,10,30"),
+          headline="step ms and minutes per epoch: ours vs SDPA, performer-pytorch, ConvTasNet at 3/5/10/30 s"),
+    Suite("attention", "bench_attention.py", quick_timeout=100,
+          headline="FAVOR+ fwd+bwd: ours vs SDPA, performer-pytorch at L = 517/5168/65536 (bf16), 5168 (fp32)"),
 )
 MIN_SECONDS = 15  # a suite is not started with less budget than this
 _RUNNING: list[subprocess.Popen] = []  # the suite in flight, killed with us (it runs in its own session)
@@ -128,8 +136,9 @@ def run_suite(suite: Suite, *, device: str, quick: bool, out_dir: str, log_dir: 
         return entry
     if os.path.exists(json_path):
         os.remove(json_path)
+    cuda = torch.device(device).type == "cuda"
     cmd = [sys.executable, script, "--device", device, "--json", json_path, *(["--quick"] if quick else []),
-           *suite.extra]
+           *suite.extra, *(suite.cuda_extra if cuda else ())]
     entry["command"] = " ".join(cmd)
     print(f"run_all: {suite.name} (timeout {timeout:.0f} s) ...", flush=True)
     t0 = time.monotonic()
@@ -158,6 +167,21 @@ def run_suite(suite: Suite, *, device: str, quick: bool, out_dir: str, log_dir: 
     return entry
 
 
+def print_plan(suites: list[Suite], *, device: str, quick: bool) -> int:
+    """Each suite that runs on ``device``: its limit and headline rows; the last line is the sum of the limits
+    (gpu_check.sh keeps that much of its budget for this run, so every suite gets its whole limit)."""
+    total = 0
+    for suite in suites:
+        if suite.cuda_only and torch.device(device).type != "cuda":
+            print(f"  {suite.name:<14} skipped (needs CUDA)")
+            continue
+        limit = suite.quick_timeout if quick else suite.full_timeout
+        total += limit
+        print(f"  {suite.name:<14} {limit:>4} s  {suite.headline}")
+    print(total)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -168,11 +192,15 @@ def main(argv=None) -> int:
     p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget for all suites together")
     p.add_argument("--suites", type=lambda s: s.split(","), default=[s.name for s in SUITES],
                    help="comma-separated subset of " + ",".join(s.name for s in SUITES))
+    p.add_argument("--plan", action="store_true",
+                   help="print each suite's limit and headline rows, then the time they need in all; run nothing")
     args = p.parse_args(argv)
     known = {s.name: s for s in SUITES}
     unknown = [s for s in args.suites if s not in known]
     if unknown:
         p.error(f"unknown suites {unknown}; choose from {list(known)}")
+    if args.plan:
+        return print_plan([known[n] for n in args.suites], device=args.device, quick=args.quick)
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but torch sees no CUDA device")
     signal.signal(signal.SIGTERM, _on_sigterm)  # gpu_check.sh's `timeout` must not leave a suite running

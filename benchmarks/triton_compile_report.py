@@ -4,7 +4,7 @@ shared memory per thread block.
 Uses ``triton.compile`` with ``GPUTarget("cuda", 90, 32)`` and the ptxas bundled with Triton
 (``ptxas -v`` on the generated PTX gives registers and spill bytes; shared memory is Triton's own figure).
 Head dim D and m features per ``--shapes`` (default D = 64, m = 256), the launch configurations the dispatcher
-uses (every autotune candidate for the autotuned kernels).
+uses (``jobs``).
 
 Compiled with the specialisation the JIT applies at run time (``tt.divisibility = 16``, as in
 ``BaseBackend.parse_attr``): every pointer 16-byte aligned (torch allocations; q/k/v views of a fused projection
@@ -47,7 +47,7 @@ def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
     divisibility attributes the JIT gives those arguments at run time."""
     io = {"Q", "K", "V", "OUT", "G", "DQ", "DK", "DV"}
     divisible = {"M"}  # m: a multiple of 16 (validated by the op); plus every pointer and element stride
-    ints = {"L", "L_BUCKET", "H", "N_SPLIT", "N_MAX", "N_RB", "TILES_PER_SPLIT", *divisible}
+    ints = {"L", "H", "N_SPLIT", "N_MAX", "N_RB", "TILES_PER_SPLIT", *divisible}
     floats = {"s", "eps"}
     sig, attrs = {}, {}
     for i, name in enumerate(kernel.arg_names):
@@ -105,9 +105,9 @@ def compile_one(kernel, dtype: str, constexprs: dict, num_warps: int, num_stages
 
 def jobs(d: int, m: int, dtype: str):
     """(kernel, constexprs, num_warps, num_stages) for every launch configuration in use at head dim d, m features
-    and this input dtype (the autotuned kernels: every candidate ``keep_configs`` times for it)."""
+    and this input dtype: one per kernel (gpu_check_steps.py counts a test selection's builds with it)."""
     bm = triton_fwd.block_m(m)
-    prec = triton_fwd.precision(TORCH_TYPES[dtype])
+    prec = triton_fwd.DOT_PRECISION
     for kernel, half_dot in ((triton_fwd._kv_partial_kernel, True), (triton_bwd._dstate_kernel, False)):
         state = triton_fwd.state_launch(m, d, TORCH_TYPES[dtype], half_dot=half_dot)
         warps, stages = state.pop("num_warps"), state.pop("num_stages")
@@ -116,15 +116,16 @@ def jobs(d: int, m: int, dtype: str):
             state["VALUE_DTYPE"] = triton_fwd.bounded_dot_dtype(TORCH_TYPES[dtype])
         yield kernel, state, warps, stages
     yield triton_fwd._kv_reduce_kernel, {"D": d, "BLOCK_M": bm, "BLOCK_P": 64}, 4, 1
-    staged = triton_fwd.staged_features(m, d, TORCH_TYPES[dtype])
+    staged = triton_fwd.staged_features(m, d)
     if staged:
         yield (triton_fwd._attend_staged_kernel, {"D": d, "BLOCK_L": triton_fwd.STAGED_BLOCK_L, "BLOCK_M": staged,
                                                   "INPUT_PRECISION": prec}, 8, 2)
+    row = dict(triton_fwd.ROW_LAUNCH)
+    warps, stages = row.pop("num_warps"), row.pop("num_stages")
     for kernel in (triton_fwd._attend_kernel, triton_bwd._dq_kernel, triton_bwd._dkv_kernel):
         if kernel is triton_fwd._attend_kernel and staged:
             continue
-        for cfg in triton_fwd.keep_configs(triton_fwd.row_configs(interpreter=False), prec):
-            yield kernel, {"D": d, "BLOCK_M": bm, "INPUT_PRECISION": prec, **cfg.kwargs}, cfg.num_warps, cfg.num_stages
+        yield kernel, {"D": d, "BLOCK_M": bm, "INPUT_PRECISION": prec, **row}, warps, stages
 
 
 def main():
