@@ -24,7 +24,9 @@ import triton.language as tl
 from trackformer._alloc import new_output
 
 # Features per block of the row kernels (masked when m is not a multiple): 32, as 64-feature blocks spill with
-# 3xTF32 dots (sm_90, 32-row tiles: _dq 656 B / _dkv 1616 B at D = 32 fp32, 288 / 468 B fp16).
+# 3xTF32 dots (sm_90, 32-row tiles: _dq 656 B / _dkv 1616 B at D = 32 fp32, 288 / 468 B fp16). Spills left
+# (ptxas, benchmarks/triton_compile_report.py): D = 128 _dq 312 B / _dkv 416 B fp32, 16 / 120 B fp16 and bf16
+# (their (32, 128) fp32 accumulators), _dstate 36 B fp32; D = 32 _dkv 24 B fp32.
 BLOCK_M = 32
 # The split-L state kernels (_kv_partial, _dstate) take up to STATE_FEATURES[D] features per program (all
 # m ≤ 256 features at D ≤ 32, so K and V are read once per tile), in 32-row tiles, 8 warps, 2 pipeline stages:
