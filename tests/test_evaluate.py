@@ -289,7 +289,8 @@ def test_data_rate_and_baseline_stft():
     assert data_rate(songs) == 44100 and data_rate(songs[:2]) == 44100  # a tie goes to the higher rate
     model = tiny_performer(sample_rate=16000)  # STFT 256 / 64 at 16 kHz
     assert baseline_stft(model, 16000) == (256, 64)
-    assert baseline_stft(model, 44100) == (706, 176)  # the same 16 ms window and 4 ms hop
+    # the same 4 ms hop; the 16 ms window (705.6 samples) rounded up to a fast FFT size, 720 = 2^4 · 3^2 · 5
+    assert baseline_stft(model, 44100) == (720, 176)
     assert baseline_stft(model, 44100, 1024, 256) == (1024, 256)
 
 

@@ -99,15 +99,29 @@ def segments_of(songs, segment_seconds: float):
             yield song, start, frames
 
 
+def _fast_fft_size(n: int) -> int:
+    """The smallest even number >= n with no prime factor above 5 (FFTs of such sizes are fast)."""
+    m = n + n % 2
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 2
+
+
 def baseline_stft(model: torch.nn.Module, sample_rate: int, n_fft: int | None = None,
                   hop: int | None = None) -> tuple[int, int]:
     """(n_fft, hop) of the baselines at ``sample_rate``: as given, else the model's STFT window and hop durations
-    (its config, default 1024 / 256 at its own rate) in samples at ``sample_rate`` (n_fft even)."""
+    (its config, default 1024 / 256 at its own rate) in samples at ``sample_rate`` (n_fft rounded up to a fast
+    FFT size, :func:`_fast_fft_size`: 2880 for a 1024-sample window at 16 kHz scored at 44.1 kHz)."""
     config = getattr(model, "config", None)
     model_rate = getattr(model, "sample_rate", None) or sample_rate
     scale = sample_rate / model_rate
     if n_fft is None:
-        n_fft = 2 * round(getattr(config, "n_fft", 1024) * scale / 2)
+        n_fft = _fast_fft_size(round(getattr(config, "n_fft", 1024) * scale))
     if hop is None:
         hop = max(1, round(getattr(config, "hop", 256) * scale))
     return n_fft, hop

@@ -26,6 +26,7 @@ Conventions (shared/DESIGN.md §3):
 
 import functools
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -228,11 +229,11 @@ def separation_scores(estimates, references, mixture, eps: float = 1e-8) -> dict
 
 
 # ------------------------------------------------------------------------------------------- high band
-HIGHPASS_WINDOW_SECONDS = 0.05  # STFT window of :func:`highpass` (2048 samples at 44.1 kHz: 21.5 Hz bins)
+HIGHPASS_WINDOW_SECONDS = 0.05  # STFT window of :func:`highpass`, rounded to a power of two (2048 at 44.1 kHz)
 
 
 def highpass(x: torch.Tensor, sample_rate: int, cutoff_hz: float) -> torch.Tensor:
-    """The part of ``x`` (..., T) above ``cutoff_hz``: STFT (Hann window of about
+    """The part of ``x`` (..., T) above ``cutoff_hz``: STFT (Hann window of the power of two nearest
     :data:`HIGHPASS_WINDOW_SECONDS`, hop a quarter of it), every bin below the cutoff set to zero, inverse STFT.
     Linear and zero-phase, so applied to references, mixture and estimates alike it commutes with their sums.
     Returns float32 (..., T)."""
@@ -241,7 +242,7 @@ def highpass(x: torch.Tensor, sample_rate: int, cutoff_hz: float) -> torch.Tenso
     if not 0 < cutoff_hz < sample_rate / 2:
         raise ValueError(f"cutoff_hz must be in (0, {sample_rate / 2:g}) Hz (Nyquist at {sample_rate} Hz), "
                          f"got {cutoff_hz}")
-    n_fft = 2 * round(HIGHPASS_WINDOW_SECONDS * sample_rate / 2)
+    n_fft = 2 ** max(2, round(math.log2(HIGHPASS_WINDOW_SECONDS * sample_rate)))  # power of two: fast FFTs
     hop, window = n_fft // 4, torch.hann_window(n_fft)
     spec = stft(x, n_fft, hop, window)
     freqs = torch.arange(spec.shape[-2]) * (sample_rate / n_fft)
