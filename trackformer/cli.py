@@ -5,8 +5,8 @@
                          [--high-band shares|even] [--device D]
     trackformer evaluate [CKPT] DATA [--checkpoint NAME|CKPT] [--segment 10] [--n N]
                          [--split all|train|valid|test] [--stems auto|musdb|as-is] [--mixture-of-mixtures
-                         [--seed S] [--level-db L]] [--band-above HZ] [--score-rate data|model|HZ] [-o DIR]
-                         [--device D]
+                         [--seed S] [--level-db L]] [--band-above HZ] [--score-rate data|model|HZ]
+                         [--high-band shares|even] [-o DIR] [--device D]
     trackformer export CKPT OUT             (slim inference checkpoint, trackformer.pretrained.export)
     trackformer train ... | pretrain ...     (trackformer.train.cli)
     trackformer data ...                    (trackformer.data.cli)
@@ -114,7 +114,8 @@ def _cmd_evaluate(args) -> int:
                             whole_song=args.whole_song, chunk_seconds=args.chunk_seconds,
                             baselines=() if args.no_baselines else BASELINES,
                             mixture_of_mixtures=args.mixture_of_mixtures, seed=args.seed, level_db=args.level_db,
-                            band_above_hz=args.band_above, score_rate=score_rate, progress=not args.quiet)
+                            band_above_hz=args.band_above, score_rate=score_rate, high_band=args.high_band,
+                            progress=not args.quiet)
     rate = result["sample_rate"]
     source = "the data's rate" if score_rate == "data" else "the model's rate" if score_rate == "model" else "asked"
     print(format_table(result["summary"], band_above_hz=args.band_above,
@@ -286,6 +287,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "references carry >= 10%% of that band's energy")
     p.add_argument("--score-rate", default="data", metavar="data|model|HZ",
                    help="rate the outputs are scored at: the data's files' rate (default), the model's, or HZ")
+    p.add_argument("--high-band", choices=("shares", "even"), default="shares",
+                   help="how the separation splits the band above the model's Nyquist, as `separate --high-band` "
+                        "(default shares)")
     p.add_argument("--whole-song", action="store_true",
                    help="separate each song once, whole (as `separate` does), then score its segments")
     p.add_argument("--chunk-seconds", type=float, default=None,

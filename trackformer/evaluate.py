@@ -58,19 +58,20 @@ def score_sources(sources: torch.Tensor, stems: torch.Tensor, sample_rate: int,
 
 def evaluate_segment(model: torch.nn.Module, stems: torch.Tensor, sample_rate: int, *,
                      chunk_seconds: float | None = None, overlap_seconds: float | None = None,
-                     band_above_hz: float | None = None) -> dict:
+                     band_above_hz: float | None = None, high_band: str = "shares") -> dict:
     """Scores of ``model`` on one segment: stems (K, C, T) at ``sample_rate`` Hz, mixture = their sum.
 
     The segment is separated as ``trackformer separate`` does it: resampled to the model's rate and back, windows
     of ``chunk_seconds`` (the model's training segment; default the whole segment in one window) overlapping by
-    ``overlap_seconds`` (default half a window, as ``separate``), cross-faded; scored at ``sample_rate``.
+    ``overlap_seconds`` (default half a window, as ``separate``), cross-faded, the band above the model's Nyquist
+    split by ``high_band`` (:data:`trackformer.separate.HIGH_BANDS`); scored at ``sample_rate``.
     Returns the :func:`score_sources` dict plus mask_overlap, effective_mask_count (of the model's own masks
     where it has them, see ``mask_source``) and n_silent_outputs (below −40 dB of the mixture)."""
     mixture = stems.sum(0)
     chunk = stems.shape[-1] / sample_rate if chunk_seconds is None else chunk_seconds
     overlap = chunk * DEFAULT_OVERLAP_FRACTION if overlap_seconds is None else overlap_seconds
     sources, info = separate_waveform(model, mixture, sample_rate, chunk_seconds=chunk, overlap_seconds=overlap,
-                                      analysis=True)
+                                      analysis=True, high_band=high_band)
     scores = score_sources(sources, stems, sample_rate, band_above_hz)
     analysis = info["analysis"]
     scores.update(mask_overlap=analysis["mask_overlap"], effective_mask_count=analysis["effective_mask_count"],
@@ -161,7 +162,8 @@ def _check_counts(segment_seconds: float, n: int | None) -> None:
 def evaluate_songs(model: torch.nn.Module, songs, *, segment_seconds: float = 10.0, n: int | None = None,
                    chunk_seconds: float | None = None, overlap_seconds: float | None = None,
                    whole_song: bool = False, baselines: tuple[str, ...] = (), n_fft: int | None = None,
-                   hop: int | None = None, band_above_hz: float | None = None, progress: bool = False) -> dict:
+                   hop: int | None = None, band_above_hz: float | None = None, high_band: str = "shares",
+                   progress: bool = False) -> dict:
     """Evaluates ``model`` on ``songs`` (trackformer.data Song objects) until ``n`` segments with an audible
     stem are scored (all when None), at the songs' rate (``song.sample_rate``).
 
@@ -170,7 +172,8 @@ def evaluate_songs(model: torch.nn.Module, songs, *, segment_seconds: float = 10
     does it (windows, cross-fades, output order kept across windows), and the outputs are cut into the same
     segments for scoring (no mask metrics then). ``baselines`` (names from :data:`BASELINES`) are scored on the
     same segments (their STFT: ``n_fft`` / ``hop``, default :func:`baseline_stft`). ``band_above_hz`` adds the
-    high-band scores (:func:`score_sources`).
+    high-band scores (:func:`score_sources`); ``high_band``: how the separation splits the band above the model's
+    Nyquist (:func:`evaluate_segment`).
 
     Returns {segments: [per-segment dicts with song, start_seconds and the scores], skipped_silent,
     summary: :func:`summarize`, baselines: {name: {segments, summary}}, mode, band_above_hz, seconds (wall
@@ -197,17 +200,18 @@ def evaluate_songs(model: torch.nn.Module, songs, *, segment_seconds: float = 10
         if whole_song:
             if song.name not in song_sources:
                 song_sources = {song.name: separate_waveform(model, song.load_mixture(), song.sample_rate,
-                                                             chunk_seconds=chunk, overlap_seconds=overlap)[0]}
+                                                             chunk_seconds=chunk, overlap_seconds=overlap,
+                                                             high_band=high_band)[0]}
             scores = score_sources(song_sources[song.name][..., start:start + frames], stems, song.sample_rate,
                                    band_above_hz)
         else:
             scores = evaluate_segment(model, stems, song.sample_rate, chunk_seconds=chunk, overlap_seconds=overlap,
-                                      band_above_hz=band_above_hz)
+                                      band_above_hz=band_above_hz, high_band=high_band)
         rows.add(dict(song=song.name, start_seconds=start / song.sample_rate), scores, stems, song.sample_rate)
         bar.update(1)
     bar.close()
     return rows.result(skipped_silent=skipped, mode="whole-song" if whole_song else SEGMENTS, chunk_seconds=chunk,
-                       overlap_seconds=overlap, seconds=time.perf_counter() - t0)
+                       overlap_seconds=overlap, high_band=high_band, seconds=time.perf_counter() - t0)
 
 
 def audible_excerpt(x: torch.Tensor) -> bool:
@@ -292,10 +296,11 @@ class MixturePairs:
 def evaluate_pairs(model: torch.nn.Module, songs, *, segment_seconds: float = 10.0, n: int | None = None,
                    seed: int = 0, level_db: float = 0.0, chunk_seconds: float | None = None,
                    overlap_seconds: float | None = None, baselines: tuple[str, ...] = (), n_fft: int | None = None,
-                   hop: int | None = None, band_above_hz: float | None = None, progress: bool = False) -> dict:
+                   hop: int | None = None, band_above_hz: float | None = None, high_band: str = "shares",
+                   progress: bool = False) -> dict:
     """Mixture of mixtures: ``model`` on the sums of :class:`MixturePairs` of ``songs`` (their mixtures; songs
     without stems), each song's excerpt one reference, scored like :func:`evaluate_songs` (one-to-one and
-    MixIT-style SI-SNRi, mask metrics, ``baselines``, ``band_above_hz``) at the songs' rate.
+    MixIT-style SI-SNRi, mask metrics, ``baselines``, ``band_above_hz``, ``high_band``) at the songs' rate.
 
     Returns the :func:`evaluate_songs` dict (segments carry ``songs``, ``start_seconds`` per song and
     ``gain_db``) plus seed, level_db, silent_songs and short_songs; mode ``"mixture-of-mixtures"``."""
@@ -309,11 +314,12 @@ def evaluate_pairs(model: torch.nn.Module, songs, *, segment_seconds: float = 10
     bar = tqdm(total=len(pairs), unit="pair", desc="evaluating", disable=not progress)
     for where, refs in pairs:
         scores = evaluate_segment(model, refs, pairs.sample_rate, chunk_seconds=chunk, overlap_seconds=overlap,
-                                  band_above_hz=band_above_hz)
+                                  band_above_hz=band_above_hz, high_band=high_band)
         rows.add(where, scores, refs, pairs.sample_rate)
         bar.update(1)
     bar.close()
-    return rows.result(skipped_silent=0, mode=PAIRS, chunk_seconds=chunk, overlap_seconds=overlap, seed=seed,
+    return rows.result(skipped_silent=0, mode=PAIRS, chunk_seconds=chunk, overlap_seconds=overlap,
+                       high_band=high_band, seed=seed,
                        level_db=level_db, silent_songs=pairs.silent_songs, short_songs=pairs.short_songs,
                        seconds=time.perf_counter() - t0)
 
@@ -495,7 +501,7 @@ def run_evaluation(checkpoint: str, data: str, *, segment_seconds: float = 10.0,
                    split: str | None = None, stems: str = "auto", out_dir: str = "outputs/evaluate", device="cpu",
                    whole_song: bool = False, baselines: tuple[str, ...] = BASELINES, chunk_seconds: float | None = None,
                    mixture_of_mixtures: bool = False, seed: int = 0, level_db: float = 0.0,
-                   band_above_hz: float | None = None, score_rate: str | int = "data",
+                   band_above_hz: float | None = None, score_rate: str | int = "data", high_band: str = "shares",
                    progress: bool = False) -> dict:
     """``trackformer evaluate``: loads the checkpoint, opens ``data`` (:func:`open_songs`), evaluates (windows of
     ``chunk_seconds``, default the checkpoint's training segment), writes ``out_dir/<data>-<mode>.json`` and then,
@@ -507,7 +513,8 @@ def run_evaluation(checkpoint: str, data: str, *, segment_seconds: float = 10.0,
     with more than 4 stems are skipped). ``mixture_of_mixtures``: songs without stems, scored on
     :class:`MixturePairs` (``n`` pairs, ``seed``, ``level_db``). Scores are taken at ``score_rate``: "data" (the
     rate of the data's files, :func:`data_rate`), "model" (the model's rate, as before) or a rate in Hz; channels
-    are the model's. ``band_above_hz`` adds the high-band scores. Returns the result dict with ``json``,
+    are the model's. ``band_above_hz`` adds the high-band scores; ``high_band`` is how the separation splits the
+    band above the model's Nyquist (as ``trackformer separate --high-band``). Returns the result dict with ``json``,
     ``plot`` (None when skipped, ``plot_skipped`` then says why) and ``songs_skipped`` added."""
     from trackformer.plots import plot_evaluation, unavailable
     from trackformer.separate import load_separator
@@ -527,7 +534,7 @@ def run_evaluation(checkpoint: str, data: str, *, segment_seconds: float = 10.0,
                          f"{rate} Hz")
     chunk = chunk_seconds or info.get("segment_seconds") or segment_seconds
     common = dict(segment_seconds=segment_seconds, n=n, chunk_seconds=chunk, baselines=tuple(baselines),
-                  band_above_hz=band_above_hz, progress=progress)
+                  band_above_hz=band_above_hz, high_band=high_band, progress=progress)
     if mixture_of_mixtures:
         result = evaluate_pairs(model, songs, seed=seed, level_db=level_db, **common)
     else:
