@@ -74,6 +74,28 @@ def test_separator_rejects_bad_input_clearly(checkpoint, wav, rate, error, match
         sep.separate_tensor(wav, rate)
 
 
+def test_separator_high_band_modes(checkpoint):
+    """An 8 kHz model on 22.05 kHz audio: the band above 4 kHz goes by the outputs' top-band shares (default) or
+    evenly; both sum to the input, and only that band differs."""
+    wav = 0.1 * torch.randn(2, 22050, generator=torch.Generator().manual_seed(4))
+    stems = {mode: trackformer.Separator(checkpoint, device="cpu", high_band=mode).separate_tensor(wav, 22050)
+             for mode in ("shares", "even")}
+    for mode in stems:
+        assert error_db(sum(stems[mode].values()), wav) < -60
+    assert not torch.allclose(stems["shares"]["source_1"], stems["even"]["source_1"])
+    with pytest.raises(ValueError, match="high_band must be one of shares, even, got 'spread'"):
+        trackformer.Separator(checkpoint, device="cpu", high_band="spread")
+
+
+def test_loading_a_model_needs_neither_separate_nor_train():
+    """pretrained.load and separate share trackformer.checkpoint_io: no import cycle, no training code."""
+    code = ("import sys\nfrom trackformer import pretrained\npretrained.load(sys.argv[1])\n"
+            "print(sorted(m for m in sys.modules if m == 'trackformer.separate' or m.startswith('trackformer.train')))")
+    done = subprocess.run([sys.executable, "-c", code, pretrained.checkpoint_path("default")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
 def test_separator_settings_errors(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="overlap is a fraction of the window"):
         trackformer.Separator(checkpoint, device="cpu", overlap=0.75)
