@@ -170,3 +170,8 @@ def test_render_songs_with_effects_records_them_and_keeps_folders_apart(tmp_path
                         progress=False)["existing"] == 1
     with pytest.raises(ValueError, match="effects on"):
         render_songs(out, n=1, soundfont=soundfont, sample_rate=SR, seconds=2.0, progress=False)
+    # the CLI flag reaches render_songs
+    assert cli.main(["data", "render-songs", str(tmp_path / "cli"), "--n", "1", "--seconds", "2", "--sample-rate",
+                     str(SR), "--effects"]) == 0
+    with open(os.path.join(tmp_path, "cli", "train-0-0000", "data.json")) as f:
+        assert json.load(f)["render"]["effects"] is True

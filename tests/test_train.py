@@ -465,6 +465,8 @@ def test_cli_builds_the_config_and_trains(tmp_path, capsys):
     assert "stopped by max_steps=2; last checkpoint" in capsys.readouterr().out
     args = parser.parse_args(["pretrain", "--preset", "tiny-cpu", "--root", "/x", "--data", "stems"])
     assert config_from_args(args).data == "stems" and args.func is not None
+    args = parser.parse_args(["train", "--preset", "tiny-cpu", "--root", "/x", "--data", "corpus"])
+    assert config_from_args(args).data == "corpus"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--preset", "tiny-cpu", "--config", str(config_file)])
 

@@ -30,8 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("--seed", type=int, default=0, help="tempo/key/instrument draws (default 0)")
     p.add_argument("--soundfont", default=None,
-                   help="a GM .sf2/.sf3 path or timgm6mb | fluidr3 | musescore (default: FluidR3 if installed, "
-                        "else TimGM6mb)")
+                   help="a GM .sf2/.sf3 path or timgm6mb | fluidr3 | fluidr3mono | csound | opl3 | musescore "
+                        "(default: FluidR3 if installed, else TimGM6mb)")
     p.add_argument("--backend", choices=("tinysoundfont", "fluidsynth"), default="tinysoundfont",
                    help="synthesiser (default tinysoundfont: a pip package; fluidsynth: the system program)")
     p.set_defaults(func=_render)
@@ -44,11 +44,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder (created; finished songs are kept)")
     p.add_argument("--n", type=int, required=True, help="number of songs")
     p.add_argument("--soundfont", default=None,
-                   help="a GM .sf2/.sf3 path, or timgm6mb | fluidr3 | musescore (default: TimGM6mb from pretty-midi)")
+                   help="a GM .sf2/.sf3 path, or timgm6mb | fluidr3 | fluidr3mono | csound | opl3 | musescore "
+                        "(held out for test sets; default: TimGM6mb from pretty-midi)")
     p.add_argument("--split", choices=("train", "test"), default="train", help="seed namespace (default train)")
     p.add_argument("--seed", type=int, default=0, help="set seed (default 0); songs are named SPLIT-SEED-INDEX")
     p.add_argument("--seconds", type=float, default=30.0, help="length of each song (default 30)")
     p.add_argument("--max-stems", type=int, default=6, help="2..6 stems per song (default 6)")
+    p.add_argument("--effects", action="store_true",
+                   help="per-stem effects a band's tracks have (amp distortion, EQ, compression, reverb, stereo "
+                        "width) and mix-bus compression, seeded per song (default off: songs render as before)")
     p.add_argument("--sample-rate", type=int, default=44100, help="Hz (default 44100)")
     p.set_defaults(func=_render_songs)
 
@@ -181,7 +185,8 @@ def _render_songs(args) -> int:
 
     return _run_render("render-songs", lambda: render_songs(
         args.out, n=args.n, soundfont=find_soundfont(args.soundfont), split=args.split, seed=args.seed,
-        sample_rate=args.sample_rate, seconds=args.seconds, max_stems=args.max_stems),
+        sample_rate=args.sample_rate, seconds=args.seconds, max_stems=args.max_stems,
+        effects=args.effects),
         lambda s: f"rendered {s['rendered']} songs")
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import textwrap
 
-from trackformer.train.config import PRESETS, apply_overrides, load_config, preset
+from trackformer.train.config import DATA_SOURCES, PRESETS, apply_overrides, load_config, preset
 
 _EXAMPLES = """examples:
   trackformer train --preset tiny-cpu --max-steps 500 --run-dir runs/try
@@ -30,7 +30,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", metavar="FILE", help="YAML file of TrainConfig fields")
     source.add_argument("--preset", choices=PRESETS, help="a built-in configuration")
-    parser.add_argument("--data", choices=("synthetic", "moisesdb", "stems"), help="data source")
+    parser.add_argument("--data", choices=DATA_SOURCES, help="data source (corpus: recordings without stems)")
     parser.add_argument("--root", help="dataset folder (MoisesDB or one folder per song with stem files)")
     parser.add_argument("--segment", type=float, metavar="SECONDS", help="training segment length in seconds")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
