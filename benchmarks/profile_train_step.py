@@ -36,7 +36,7 @@ from trackformer.data.synth import SyntheticMusic
 from trackformer.train import distributed as tdist
 from trackformer.train.config import apply_overrides, preset
 from trackformer.train.songs import select_real_songs, select_songs
-from trackformer.train.trainer import Trainer, seed_everything
+from trackformer.train.trainer import Trainer, keep_freed_memory, seed_everything
 
 SONGS, SONG_SECONDS = 16, 12.0
 
@@ -64,6 +64,7 @@ def make_trainer(overrides: list[str], *, data_dir: str, file_rate: int | None =
     cfg.validate()
     trainer = Trainer(cfg, "mixit")
     trainer.dist = tdist.setup("cpu")
+    keep_freed_memory()  # as Trainer._run on the CPU
     trainer.steps_per_epoch = cfg.examples_per_epoch // cfg.batch_size
     seed_everything(cfg.seed)
     state = trainer._start(trainer.dist.device, cfg.max_steps, resume=False)
