@@ -10,6 +10,7 @@ import torch
 from trackformer.mixit import mixit_loss
 from trackformer.mixit.loss import mixit_loss_of_masks
 from trackformer.models import PerformerSeparator, SeparatorConfig, diversity_loss
+from trackformer.models.stft import istft_frame_major
 from trackformer.train.config import preset
 from trackformer.train.trainer import Objective
 
@@ -104,3 +105,17 @@ def test_keep_freed_memory_cuts_page_faults_of_reallocated_tensors():
     if not applied:
         pytest.skip("not glibc")
     assert counts["1"] * 2 < counts["0"], counts
+
+
+def test_frame_major_istft_under_torch_compile():
+    """torch.compile (the trainer's compile: true) of the frame-major iSTFT gives eager's values and gradients."""
+    torch.manual_seed(0)
+    window = torch.hann_window(64)
+    spec = torch.randn(2, 9, 3, 1, 33, dtype=torch.complex64, requires_grad=True)  # (B, L, M, C, F)
+    eager = istft_frame_major(spec, 64, 16, window, 130)
+    compiled = torch.compile(istft_frame_major)(spec, 64, 16, window, 130)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+    grad = torch.randn_like(eager)
+    (want,) = torch.autograd.grad(eager, spec, grad)
+    (got,) = torch.autograd.grad(compiled, spec, grad)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

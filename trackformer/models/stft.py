@@ -34,7 +34,7 @@ class _OverlapAdd(torch.autograd.Function):
 
     forward(frames, window (R, hop), inv_env (L + R - 1, hop), start, length) with n_fft = R·hop: R in-place
     ``addcmul_`` passes accumulate frame l's r-th hop-block times window block r at block l + r of a frame-major
-    buffer (B, L + R - 1, S, hop); one multiply by 1/envelope writes it source-major, then samples
+    buffer (B, L + R - 1, S, hop), multiplied in place by 1/envelope, written source-major, and samples
     [start, start + length) are kept. Backward: the gradient times 1/envelope, framed back by R strided
     multiplies by the window blocks (no fold/unfold and no transposed copy of the frames).
     """
@@ -47,10 +47,10 @@ class _OverlapAdd(torch.autograd.Function):
         acc = frames.new_zeros(b, l + r - 1, s, hop)
         for i in range(r):
             acc[:, i:i + l].addcmul_(blocks[:, :, :, i], window[i])
-        out = torch.mul(acc.transpose(1, 2), inv_env, out=acc.new_empty(b, s, l + r - 1, hop))
+        acc.mul_(inv_env[:, None])
         ctx.save_for_backward(window, inv_env)
         ctx.shape, ctx.start = (b, l, s), start
-        return out.view(b, s, -1).narrow(-1, start, length).contiguous()
+        return acc.transpose(1, 2).reshape(b, s, -1).narrow(-1, start, length).contiguous()
 
     @staticmethod
     def backward(ctx, grad):
@@ -63,7 +63,7 @@ class _OverlapAdd(torch.autograd.Function):
         grad_frames = grad.new_empty(b, l, s, r, hop)
         for i in range(r):
             torch.mul(scaled[:, i:i + l], window[i], out=grad_frames[:, :, :, i])
-        return grad_frames.view(b, l, s, r * hop), None, None, None, None
+        return grad_frames.reshape(b, l, s, r * hop), None, None, None, None
 
 
 def istft_frame_major(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int) -> torch.Tensor:
