@@ -1,6 +1,8 @@
 """The training step's cheaper paths keep the math: MixIT on remixed masks (mixit_loss_of_masks) and the trainer's
 Objective give the loss and gradients of mixit_loss on the separator's estimates, up to float rounding."""
 
+import json
+import pathlib
 import subprocess
 import sys
 
@@ -119,3 +121,15 @@ def test_frame_major_istft_under_torch_compile():
     (want,) = torch.autograd.grad(eager, spec, grad)
     (got,) = torch.autograd.grad(compiled, spec, grad)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_profile_train_step_script_reports_throughput(tmp_path, capsys):
+    """benchmarks/profile_train_step.py: one profiled step of a small 8 kHz run prints its throughput line."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    import profile_train_step
+
+    assert profile_train_step.main(["--steps", "1", "--warmup", "0", "--profile", "--top", "3", "--data-dir",
+                                    str(tmp_path), "--set", "sample_rate=8000", "segment_seconds=0.5"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["config"]["sample_rate"] == 8000 and row["audio_s_per_s"] > 0 and len(row["top_ops"]) == 3
+    assert set(row["phases_ms"]) == {"data", "forward+loss", "backward", "clip+adamw"}
