@@ -98,8 +98,8 @@ def evaluation_dir(out_root: str, checkpoint: str, label: str) -> str:
 
 def _cmd_evaluate(args) -> int:
     from trackformer import pretrained
+    from trackformer.checkpoint_io import resolve_device
     from trackformer.evaluate import BASELINES, MULTI, PAIRS, format_comparison, format_table, run_evaluation
-    from trackformer.train.distributed import resolve_device
 
     if len(args.paths) == 2 and args.checkpoint is not None:
         raise ValueError("give the checkpoint once: either `evaluate CKPT DATA` or `evaluate DATA --checkpoint CKPT`")
@@ -168,7 +168,7 @@ def benchmarks_script() -> str:
 
 
 def _cmd_bench(args) -> int:
-    from trackformer.train.distributed import resolve_device
+    from trackformer.checkpoint_io import resolve_device
 
     script = benchmarks_script()
     if not os.path.isfile(script):

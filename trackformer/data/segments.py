@@ -25,11 +25,11 @@ class MixitPairs(Dataset):
 
     Songs are drawn in proportion to their length (every second of audio equally likely), the segment start
     uniformly; a song with ``spans`` (a recording of a :class:`~trackformer.data.MusicCorpus`: its non-silent
-    parts) counts only their frames and starts its segments inside them. A segment quieter than ``min_rms`` (RMS over channels and time of its mixture) is redrawn, up to
-    ``max_tries`` times in all, the second half from other songs; then the loudest of those draws is used
-    (logged) rather than hang. A song whose audio fails to decode (or holds NaN/Inf) is logged, dropped for the
-    rest of the run (in that worker) and replaced by another draw; if no usable song remains a RuntimeError says
-    so.
+    parts) counts only their frames and starts its segments inside them. A segment quieter than ``min_rms``
+    (RMS over channels and time of its mixture) is redrawn, up to ``max_tries`` times in all, the second half
+    from other songs; then the loudest of those draws is used (logged) rather than hang. A song whose audio
+    fails to decode (or holds NaN/Inf) is logged, dropped for the rest of the run (in that worker) and replaced
+    by another draw; if no usable song remains a RuntimeError says so.
 
     ``deterministic=False``: item i changes every epoch (the draw also uses torch's RNG, which the loader seeds
     per epoch and worker). ``deterministic=True``: item i is a function of (``seed``, i) only — the same

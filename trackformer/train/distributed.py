@@ -11,6 +11,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from trackformer.checkpoint_io import resolve_device
+
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
@@ -31,22 +33,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" → cuda if available else cpu; otherwise ``torch.device(name)``, checked to exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"device {name!r} is not a valid torch device ('cpu', 'cuda', 'cuda:1', 'auto')") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
-                         "device(s), numbered from 0")
-    return device
 
 
 def _env_int(name: str, default: int) -> int:
