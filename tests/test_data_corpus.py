@@ -356,3 +356,21 @@ def test_index_music_cli_exit_codes(tmp_path, capsys):
     assert "3 songs" in out and "2 skipped" in out and "skipped b/quiet.wav: silent" in out
     args = parser.parse_args(["data", "info", str(tmp_path / "out"), "--json"])
     assert args.func(args) == 0 and json.loads(capsys.readouterr().out)["layout"] == "MusicCorpus"
+
+
+def test_audio_folder_reads_every_recording_as_one_stem_song(tmp_path):
+    """AudioFolder: no index; each file a one-stem song named by its relative path, converted on read; a file
+    that is not audio is listed in ``skipped`` with its reason."""
+    rng = np.random.default_rng(3)
+    (tmp_path / "a").mkdir()
+    stereo = (0.1 * rng.standard_normal((16000, 2))).astype(np.float32)
+    sf.write(str(tmp_path / "a" / "one.wav"), stereo, 16000)
+    sf.write(str(tmp_path / "two.ogg"), stereo[:8000, 0], 16000)
+    (tmp_path / "broken.wav").write_bytes(b"not audio")
+    folder = corpus_module.AudioFolder(str(tmp_path), sample_rate=8000, channels=1)
+    assert sorted(s.name for s in folder.songs) == ["a/one.wav", "two.ogg"]
+    assert [os.path.basename(p) for p, _ in folder.skipped] == ["broken.wav"]
+    song = next(s for s in folder.songs if s.name == "a/one.wav")
+    assert song.stem_names == ["mixture"] and song.num_frames == 8000
+    mono = song.load_mixture()
+    assert mono.shape == (1, 8000) and np.isfinite(mono.numpy()).all()

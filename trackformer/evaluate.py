@@ -397,28 +397,6 @@ def format_comparison(rows: dict[str, dict], *, band_above_hz: float | None = No
     return "\n".join(lines)
 
 
-def audio_files(root: str, *, sample_rate: int, channels: int):
-    """Every audio file under ``root`` (:func:`trackformer.data.corpus.find_music`: recursive, sorted) as a
-    one-stem song ("mixture": the recording) named by its path relative to ``root``, read at ``sample_rate`` /
-    ``channels``; a SongCollection whose ``skipped`` lists the unreadable files with the reason."""
-    from trackformer.data.audio import AudioFileError, audio_info
-    from trackformer.data.corpus import find_music
-    from trackformer.data.songs import FileSong, SongCollection, Stem
-
-    found = SongCollection()
-    found._index_settings(root, "audio folder", sample_rate=sample_rate, channels=channels, max_stems=None)
-    for name in find_music(root):
-        path = os.path.join(root, name)
-        try:
-            info = audio_info(path)
-        except AudioFileError as e:
-            found._skip(path, str(e))
-            continue
-        found.songs.append(FileSong(name, [Stem("mixture", (info,))], sample_rate=sample_rate, channels=channels,
-                                    path=path))
-    return found
-
-
 def data_rate(songs) -> int:
     """The rate the songs were recorded at: the most common sample rate of their files (a song that is not read
     from files counts its own ``sample_rate``); ties go to the higher rate."""
@@ -439,10 +417,11 @@ def open_songs(data: str, *, sample_rate: int, channels: int, stems: str = "auto
     With stems (default): ``data`` in MoisesDB layout or a stems folder, references by ``stems`` (see
     :func:`run_evaluation`). ``mixture_of_mixtures``: songs without stems, each one reference: a music corpus
     (``trackformer data index-music``), the mixtures of a MoisesDB-layout folder, or else every audio file under
-    ``data`` (:func:`audio_files`). ``split``: "all", or the "train" / "valid" / "test" part (a corpus's own
-    split; None: "test" for a corpus, "all" otherwise). Returns {songs, skipped (count), split, layout}."""
+    ``data`` (:class:`~trackformer.data.corpus.AudioFolder`). ``split``: "all", or the "train" / "valid" / "test"
+    part (a corpus's own split; None: "test" for a corpus, "all" otherwise). Returns {songs, skipped (count),
+    split, layout}."""
     from trackformer.data.cli import open_dataset
-    from trackformer.data.corpus import MusicCorpus, is_corpus
+    from trackformer.data.corpus import AudioFolder, MusicCorpus, is_corpus
     from trackformer.data.moisesdb import MUSDB_GROUPS, MoisesDB
     from trackformer.data.songs import SongCollection
 
@@ -460,7 +439,7 @@ def open_songs(data: str, *, sample_rate: int, channels: int, stems: str = "auto
     elif mixture_of_mixtures:
         dataset = MoisesDB(data, max_stems=None, **options)
         if not dataset.songs and not dataset.skipped:  # not in MoisesDB layout
-            dataset = audio_files(data, **options)
+            dataset = AudioFolder(data, **options)
     else:
         dataset = open_dataset(data, **options)
         if stems != "as-is" and isinstance(dataset, MoisesDB):

@@ -310,6 +310,25 @@ def is_corpus(root: str) -> bool:
         return False
 
 
+class AudioFolder(SongCollection):
+    """Every audio file under ``root`` (:func:`find_music`: recursive, sorted) as a one-stem song ("mixture": the
+    recording) named by its path relative to ``root``, read (and converted) at ``sample_rate`` / ``channels`` with
+    no index: real music without stems for evaluation. ``skipped`` lists the unreadable files with the reason."""
+
+    def __init__(self, root: str, *, sample_rate: int = 44100, channels: int = 2):
+        self._index_settings(root, "audio folder", sample_rate=sample_rate, channels=channels, max_stems=None)
+        self.root = root
+        for name in find_music(root):
+            path = os.path.join(root, name)
+            try:
+                info = audio_info(path)
+            except AudioFileError as e:
+                self._skip(path, str(e))
+                continue
+            self.songs.append(FileSong(name, [Stem("mixture", (info,))], sample_rate=self.sample_rate,
+                                       channels=self.channels, path=path))
+
+
 class MusicCorpus(SongCollection):
     """A corpus written by :func:`index_music`: one-stem songs ("mixture": the recording) read from the decoded
     copies (resampled and channel-converted on read if ``sample_rate``/``channels`` differ from the corpus's),
