@@ -224,6 +224,12 @@ def owned_frames(start: int, end: int, hop: int, overlap: int, *, first: bool, n
     return keep.nonzero()[:, 0]
 
 
+def check_high_band(high_band: str) -> None:
+    """ValueError naming the choices unless ``high_band`` is one of :data:`HIGH_BANDS`."""
+    if high_band not in HIGH_BANDS:
+        raise ValueError(f"high_band must be one of {', '.join(HIGH_BANDS)}, got {high_band!r}")
+
+
 def resolve_window(info: dict, chunk_seconds: float | None = None, overlap: float | None = None, *,
                    names: tuple[str, str] = ("chunk_seconds", "overlap")) -> tuple[float, float]:
     """(chunk_seconds, overlap_seconds): the window defaults to the segment length the checkpoint was trained on
@@ -346,8 +352,7 @@ class SeparationStream:
                  high_band: str = "shares"):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if high_band not in HIGH_BANDS:
-            raise ValueError(f"high_band must be one of {', '.join(HIGH_BANDS)}, got {high_band!r}")
+        check_high_band(high_band)
         self.audio = _as_float_audio(audio)
         self.sample_rate = check_rate("sample_rate", sample_rate)
         self.model_rate = int(getattr(model, "sample_rate", sample_rate))
@@ -458,11 +463,11 @@ class SeparationStream:
         block = block[..., :mix.shape[1] - done]
         n = block.shape[-1]
         part = mix[:, done:done + n]
-        residual = part - block.sum(0)
         if shares is None:
-            block = block + residual / block.shape[0]
+            block = mixture_consistency(block[None], part[None])[0]
         else:
-            block = shares.add_shares(block, residual, (done + np.arange(n)) * (self.model_rate / self.sample_rate))
+            block = shares.add_shares(block, part - block.sum(0),
+                                      (done + np.arange(n)) * (self.model_rate / self.sample_rate))
         energy = block.double().pow(2).sum(dim=(1, 2))
         self._energy = energy if self._energy is None else self._energy + energy
         self._mix_energy += float(part.double().pow(2).sum())
@@ -627,8 +632,7 @@ class Separator:
         self.device = resolve_device(device)
         self.model, self.info = load_separator(self.checkpoint, self.device)
         self.chunk_seconds, self.overlap_seconds = resolve_window(self.info, chunk_seconds, overlap)
-        if high_band not in HIGH_BANDS:
-            raise ValueError(f"high_band must be one of {', '.join(HIGH_BANDS)}, got {high_band!r}")
+        check_high_band(high_band)
         self.progress, self.high_band = progress, high_band
 
     @property
