@@ -96,11 +96,11 @@ def heldout_mixture(song, out_dir: str, *, seconds: float = 20.0):
 
 
 def separate_heldout(checkpoint: str, mix_path: str, stems: torch.Tensor, out_dir: str, *,
-                     device: torch.device) -> dict:
+                     device: torch.device, baselines: bool = False) -> dict:
     """Separates ``mix_path`` with ``checkpoint`` the way ``trackformer separate`` does (its windows, stems and
     separation.json into ``out_dir``) and scores the outputs against ``stems`` (K, C, T). Returns the separation
-    JSON plus ``scores`` (:func:`trackformer.evaluate.score_sources`) and ``validation`` (the checkpoint's last
-    validation metrics)."""
+    JSON plus ``scores`` (:func:`trackformer.evaluate.score_sources`), ``validation`` (the checkpoint's last
+    validation metrics) and, with ``baselines``, :func:`baseline_scores` with this model's STFT."""
     from trackformer.checkpoint_io import load_separator
     from trackformer.data import read_audio
     from trackformer.evaluate import score_sources
@@ -112,6 +112,8 @@ def separate_heldout(checkpoint: str, mix_path: str, stems: torch.Tensor, out_di
     sources = torch.stack([torch.from_numpy(read_audio(p)) for p in result["sources"]])
     result["scores"] = score_sources(sources, stems, result["sample_rate"])
     result["validation"] = dict(info.get("metrics") or {}, segment_seconds=info["segment_seconds"])
+    if baselines:
+        result["baselines"] = baseline_scores(stems, result["sample_rate"], model)
     return result
 
 
@@ -171,7 +173,6 @@ def shipped_first(mix_path: str, stems: torch.Tensor, sample_rate: int, out_dir:
     """The shipped model's separation of the held-out mixture, printed beside the baselines (None, said in one
     line, when this install ships no model)."""
     from trackformer import pretrained
-    from trackformer.checkpoint_io import load_separator
 
     try:
         checkpoint = pretrained.checkpoint_path(pretrained.DEFAULT)
@@ -179,9 +180,7 @@ def shipped_first(mix_path: str, stems: torch.Tensor, sample_rate: int, out_dir:
         _say(f"no shipped model to show first ({err})")
         return None
     shipped = separate_heldout(checkpoint, mix_path, stems, os.path.join(out_dir, "separated", "shipped"),
-                               device=device)
-    model, _ = load_separator(checkpoint, "cpu")
-    shipped["baselines"] = baseline_scores(stems, sample_rate, model)
+                               device=device, baselines=True)
     _say(f"the shipped model ({pretrained.model_label(pretrained.DEFAULT)}) on the held-out song "
          f"({stems.shape[0]} stems, {stems.shape[-1] / sample_rate:.0f} s):")
     rows = {"shipped model": shipped["scores"],
